@@ -68,7 +68,8 @@ export interface Environ {
   'tsgi.multiprocess': boolean;
   'tsgi.run_once': boolean;
   'tsgi.input_terminated': true;
-  'tsgi.uri_encoding': 'utf-8' | 'iso-8859-1';
+  /** The encoding SCRIPT_NAME, PATH_INFO and QUERY_STRING were decoded with (`utf-8`, `iso-8859-1`, ...). */
+  'tsgi.uri_encoding': string;
   'tsgi.file_wrapper': FileWrapperFactory;
   'tsgi.signal': AbortSignal;
 }

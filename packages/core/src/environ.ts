@@ -1,0 +1,312 @@
+import { Buffer } from 'node:buffer';
+import { TsgiError } from './errors.js';
+import { createErrorStream, defaultSink } from './errorstream.js';
+import { fileWrapper } from './filewrapper.js';
+import { createInput } from './input.js';
+import {
+  latin1Decode,
+  percentDecodeBytes,
+  percentEncodePath,
+  toBytes,
+  toLatin1String,
+} from './latin1.js';
+import type { ByteSource, Environ, ErrorSink } from './types.js';
+
+/**
+ * CgiParams: CGI meta-variables as an adapter received them: pairs in wire order
+ * (repeats possible, as lighttpd sends them) or a plain record. Values are bytes or
+ * latin-1 strings (one code point per byte).
+ */
+export type CgiParams =
+  | Iterable<readonly [string, Uint8Array | string]>
+  | Readonly<Record<string, Uint8Array | string | undefined>>;
+
+/** EnvironOptions: what an adapter knows that the CGI variables do not carry. */
+export interface EnvironOptions {
+  /** Request body bytes. Reads stop at CONTENT_LENGTH; with none, at the end of this source. */
+  input?: ByteSource | null;
+  /** Where `tsgi.errors` and the core's own reports go. Default: process.stderr. */
+  errors?: ErrorSink;
+  /** Fires when the client or the front server abandons the request. */
+  signal?: AbortSignal;
+  /** Overrides the scheme derived from HTTPS / REQUEST_SCHEME. */
+  urlScheme?: 'http' | 'https';
+  multithread?: boolean;
+  multiprocess?: boolean;
+  runOnce?: boolean;
+  /**
+   * Encoding tried first for SCRIPT_NAME, PATH_INFO and QUERY_STRING (roadmap seed,
+   * Definition #4 item 9). Any TextDecoder label; default `utf-8`. ISO-8859-1 is the fallback.
+   */
+  uriEncoding?: string;
+  /**
+   * Where the application is mounted. When set, SCRIPT_NAME and PATH_INFO are recomputed
+   * from the decoded request path, because nginx (FastCGI: whole path in SCRIPT_NAME; SCGI:
+   * neither) and Apache mod_proxy_fcgi/scgi (whole path in SCRIPT_NAME) get the split
+   * wrong (research/real-servers.md, "CGI variables").
+   */
+  mount?: string;
+  /** Largest CONTENT_LENGTH accepted; larger is a 413 before anything is read. */
+  maxBodyBytes?: number;
+  /** Extra environ keys an adapter adds (e.g. `tsgi.data` for FastCGI Filter). */
+  extra?: Record<string, unknown>;
+}
+
+const HTTP_NAME = /^HTTP_[A-Z0-9_]+$/;
+const CGI_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+const DIGITS = /^[0-9]{1,15}$/;
+
+/**
+ * buildEnviron: the one pure function that turns CGI meta-variables into an environ.
+ * Every adapter calls it. Values are decoded as latin-1, byte for byte reversible
+ * (roadmap seed, Definition #4 item 3); SCRIPT_NAME, PATH_INFO and QUERY_STRING are
+ * decoded with `uriEncoding` and, if any of the three fails, all three as ISO-8859-1,
+ * recorded in `tsgi.uri_encoding` (item 9). REQUEST_URI and RAW_URI are always present.
+ *
+ * Duplicate names follow one policy (SPEC rule 1.5): a repeated HTTP_* variable is
+ * removed entirely and a warning logged, because a server that maps both `X-Foo` and
+ * `X_Foo` to HTTP_X_FOO (lighttpd) leaves no way to tell the real one from the spoof;
+ * a repeated CONTENT_LENGTH or CONTENT_TYPE is a 400 error; other repeats keep the first.
+ *
+ * Throws TsgiError with `status` 400 (bad CONTENT_LENGTH) or 413 (over maxBodyBytes).
+ */
+export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): Environ {
+  const sink = options.errors ?? defaultSink;
+  const vars: Record<string, string> = {};
+  let dupHttp: Set<string> | undefined;
+  const pathBytes: { SCRIPT_NAME?: Uint8Array; PATH_INFO?: Uint8Array; QUERY_STRING?: Uint8Array } =
+    {};
+
+  const add = (name: string, raw: Uint8Array | string | undefined) => {
+    if (raw === undefined) return;
+    if (!CGI_NAME.test(name) || name === '__proto__') return;
+    if (name.charCodeAt(0) === 72 /* H */ && name.startsWith('HTTP_')) {
+      // Header names outside [A-Za-z0-9-] were mapped by some server to something
+      // that is not a clean HTTP_ name; such variables never reach the application.
+      if (!HTTP_NAME.test(name)) return;
+      if (Object.hasOwn(vars, name)) {
+        (dupHttp ??= new Set()).add(name);
+        return;
+      }
+    } else if (Object.hasOwn(vars, name)) {
+      if (name === 'CONTENT_LENGTH' || name === 'CONTENT_TYPE') {
+        throw new TsgiError('ERR_CORE_DUPLICATE_VARIABLE', `core: ${name} given twice`, {
+          status: 400,
+        });
+      }
+      sink(`core: CGI variable ${name} given twice; the first value is kept`, 'warn');
+      return;
+    }
+    if (name === 'SCRIPT_NAME' || name === 'PATH_INFO' || name === 'QUERY_STRING') {
+      pathBytes[name] = toBytes(raw);
+    }
+    vars[name] = toLatin1String(raw);
+  };
+
+  if (Symbol.iterator in params) {
+    for (const [k, v] of params as Iterable<readonly [string, Uint8Array | string]>) add(k, v);
+  } else {
+    const rec = params as Record<string, Uint8Array | string | undefined>;
+    for (const k of Object.keys(rec)) add(k, rec[k]);
+  }
+
+  if (dupHttp !== undefined) {
+    for (const name of dupHttp) {
+      delete vars[name];
+      sink(
+        `core: ${name} arrived more than once (a header sent both as ${name.slice(5).replace(/_/g, '-')} and with underscores?); dropped it`,
+        'warn',
+      );
+    }
+  }
+
+  // CONTENT_LENGTH: nginx sends "" on GET; treat empty as absent (real-servers.md).
+  let contentLength: number | undefined;
+  const cl = vars.CONTENT_LENGTH;
+  if (cl !== undefined) {
+    if (cl === '') {
+      delete vars.CONTENT_LENGTH;
+    } else if (!DIGITS.test(cl)) {
+      throw new TsgiError(
+        'ERR_CORE_BAD_CONTENT_LENGTH',
+        `core: CONTENT_LENGTH ${JSON.stringify(cl)} is not a non-negative integer`,
+        { status: 400 },
+      );
+    } else {
+      contentLength = Number(cl);
+    }
+  }
+  // Content-Type and Content-Length never appear as HTTP_* (RFC 3875 section 4.1.18;
+  // nginx and lighttpd pass them anyway). A disagreement is worth a warning: nginx 1.22
+  // with scgi_request_buffering off sends a wrong CONTENT_LENGTH (real-servers.md).
+  const hcl = vars.HTTP_CONTENT_LENGTH;
+  if (hcl !== undefined) {
+    if (contentLength !== undefined && hcl !== cl) {
+      sink(
+        `core: CONTENT_LENGTH ${cl} disagrees with the Content-Length header ${hcl}; trusting CONTENT_LENGTH (nginx scgi_request_buffering off bug?)`,
+        'warn',
+      );
+    }
+    delete vars.HTTP_CONTENT_LENGTH;
+  }
+  delete vars.HTTP_CONTENT_TYPE;
+  if (vars.CONTENT_TYPE === '') delete vars.CONTENT_TYPE;
+
+  if (
+    contentLength !== undefined &&
+    options.maxBodyBytes !== undefined &&
+    contentLength > options.maxBodyBytes
+  ) {
+    throw new TsgiError(
+      'ERR_CORE_BODY_TOO_LARGE',
+      `core: CONTENT_LENGTH ${contentLength} exceeds the limit of ${options.maxBodyBytes} bytes (maxBodyBytes)`,
+      { status: 413 },
+    );
+  }
+
+  vars.REQUEST_METHOD ??= 'GET';
+  vars.SERVER_PROTOCOL ??= 'HTTP/1.0';
+  if (vars.SERVER_NAME === undefined) {
+    const host = vars.HTTP_HOST ?? 'localhost';
+    const m = /^(\[[^\]]*\]|[^:]*)(?::([0-9]+))?$/.exec(host);
+    vars.SERVER_NAME = m?.[1] || 'localhost';
+    vars.SERVER_PORT ??= m?.[2] ?? '80';
+  }
+  vars.SERVER_PORT ??= '80';
+
+  const rawQuery = pathBytes.QUERY_STRING ?? queryFromUri(vars.REQUEST_URI) ?? EMPTY;
+  const [scriptBytes, pathInfoBytes] = splitPath(vars, pathBytes, options.mount);
+
+  // REQUEST_URI: raw, as the client sent it; rebuilt when a server did not pass it.
+  if (vars.REQUEST_URI === undefined) {
+    const q = latin1Decode(rawQuery);
+    vars.REQUEST_URI =
+      percentEncodePath(Buffer.concat([scriptBytes, pathInfoBytes])) + (q === '' ? '' : `?${q}`);
+  }
+  vars.RAW_URI ??= vars.REQUEST_URI;
+
+  // Definition #4 item 9: one encoding for all three, with the ISO-8859-1 fallback.
+  const wanted = options.uriEncoding ?? 'utf-8';
+  let encoding = 'iso-8859-1';
+  let script: string | undefined;
+  let pathInfo: string | undefined;
+  let query: string | undefined;
+  const dec = decoderFor(wanted);
+  if (dec !== undefined) {
+    try {
+      script = dec.decode(scriptBytes);
+      pathInfo = dec.decode(pathInfoBytes);
+      query = dec.decode(rawQuery);
+      encoding = dec.encoding;
+    } catch {
+      script = undefined;
+    }
+  }
+  if (script === undefined || pathInfo === undefined || query === undefined) {
+    script = latin1Decode(scriptBytes);
+    pathInfo = latin1Decode(pathInfoBytes);
+    query = latin1Decode(rawQuery);
+    encoding = 'iso-8859-1';
+  }
+  vars.SCRIPT_NAME = script;
+  vars.PATH_INFO = pathInfo;
+  vars.QUERY_STRING = query;
+
+  const https = vars.HTTPS?.toLowerCase();
+  const scheme =
+    options.urlScheme ??
+    (https === 'on' || https === '1' || https === 'yes'
+      ? 'https'
+      : vars.REQUEST_SCHEME === 'https'
+        ? 'https'
+        : 'http');
+
+  const environ = vars as unknown as Environ;
+  environ['tsgi.version'] = VERSION;
+  environ['tsgi.url_scheme'] = scheme;
+  environ['tsgi.input'] = createInput(options.input ?? null, contentLength);
+  environ['tsgi.errors'] = createErrorStream(sink);
+  environ['tsgi.multithread'] = options.multithread ?? false;
+  environ['tsgi.multiprocess'] = options.multiprocess ?? false;
+  environ['tsgi.run_once'] = options.runOnce ?? false;
+  environ['tsgi.input_terminated'] = true;
+  environ['tsgi.uri_encoding'] = encoding;
+  environ['tsgi.file_wrapper'] = fileWrapper;
+  environ['tsgi.signal'] = options.signal ?? NEVER;
+  if (options.extra) Object.assign(environ, options.extra);
+  return environ;
+}
+
+const VERSION = Object.freeze([1, 1] as const);
+const EMPTY = new Uint8Array(0);
+const NEVER = new AbortController().signal;
+const decoders = new Map<string, TextDecoder | undefined>();
+
+function decoderFor(label: string): TextDecoder | undefined {
+  let d = decoders.get(label);
+  if (d === undefined && !decoders.has(label)) {
+    try {
+      d = new TextDecoder(label, { fatal: true, ignoreBOM: true });
+    } catch {
+      d = undefined;
+    }
+    decoders.set(label, d);
+  }
+  return d;
+}
+
+function queryFromUri(uri: string | undefined): Uint8Array | undefined {
+  if (uri === undefined) return undefined;
+  const i = uri.indexOf('?');
+  return i < 0 ? EMPTY : Buffer.from(uri.slice(i + 1), 'latin1');
+}
+
+/**
+ * splitPath: SCRIPT_NAME and PATH_INFO as bytes. Without a mount prefix the server's
+ * split is kept, except that SCRIPT_NAME is never "/" (a trailing slash moves to
+ * PATH_INFO, PEP 3333 "URL reconstruction"), and a server that sent neither (nginx SCGI)
+ * gets PATH_INFO from DOCUMENT_URI or the decoded REQUEST_URI path.
+ */
+function splitPath(
+  vars: Record<string, string>,
+  raw: { SCRIPT_NAME?: Uint8Array; PATH_INFO?: Uint8Array },
+  mount: string | undefined,
+): [Uint8Array, Uint8Array] {
+  let script = raw.SCRIPT_NAME ?? EMPTY;
+  let info = raw.PATH_INFO ?? EMPTY;
+  if (raw.SCRIPT_NAME === undefined && raw.PATH_INFO === undefined) {
+    info = decodedUriPath(vars);
+  }
+  if (mount !== undefined) {
+    const full =
+      raw.SCRIPT_NAME === undefined && raw.PATH_INFO === undefined
+        ? info
+        : Buffer.concat([script, info]);
+    const m = Buffer.from(mount.replace(/\/+$/, ''), 'latin1');
+    const f = Buffer.from(full.buffer, full.byteOffset, full.byteLength);
+    if (m.length === 0) return [EMPTY, f];
+    if (f.subarray(0, m.length).equals(m) && (f.length === m.length || f[m.length] === 0x2f)) {
+      return [m, f.subarray(m.length)];
+    }
+    return [EMPTY, f];
+  }
+  // SCRIPT_NAME never ends in "/": move the slash to PATH_INFO.
+  while (script.length > 0 && script[script.length - 1] === 0x2f) {
+    script = script.subarray(0, script.length - 1);
+    info = Buffer.concat([SLASH, info]);
+  }
+  return [script, info];
+}
+const SLASH = Buffer.from('/');
+
+function decodedUriPath(vars: Record<string, string>): Uint8Array {
+  if (vars.DOCUMENT_URI !== undefined) return Buffer.from(vars.DOCUMENT_URI, 'latin1');
+  const uri = vars.REQUEST_URI;
+  if (uri === undefined) return EMPTY;
+  const q = uri.indexOf('?');
+  let p = q < 0 ? uri : uri.slice(0, q);
+  // An absolute-form target (RFC 9112 section 3.2.2) carries scheme and authority.
+  const abs = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*/.exec(p);
+  if (abs) p = p.slice(abs[0].length) || '/';
+  return percentDecodeBytes(p);
+}

@@ -1,0 +1,129 @@
+import { TsgiError } from './errors.js';
+import type { HeaderList, ResponseHead } from './types.js';
+
+// RFC 9110 section 5.6.2: token = 1*tchar.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// RFC 9110 section 5.5: field values are VCHAR, SP, HTAB and obs-text (0x80-0xFF).
+// Everything else below 0x20, DEL, and anything above U+00FF is refused.
+const BAD_VALUE_CHAR = /[\u0000-\u0008\u000a-\u001f\u007f]|[^\u0000-\u00ff]/;
+const STATUS = /^([1-5][0-9][0-9]) ([^\u0000-\u0008\u000a-\u001f\u007f]*)$/;
+const DIGITS = /^[0-9]{1,15}$/;
+
+/**
+ * HOP_BY_HOP: header names an application may not set (RFC 9110 section 7.6.1; PEP 3333
+ * "Other HTTP Features"). The gateway and the front server own connection management.
+ */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authenticate',
+  'proxy-authorization',
+]);
+
+/** describeChar: `CR (0x0D)`, `U+20AC`: how an error names an offending character. */
+export function describeChar(s: string, index: number): string {
+  const c = s.codePointAt(index) ?? 0;
+  const names: Record<number, string> = { 0: 'NUL', 9: 'HTAB', 10: 'LF', 13: 'CR', 127: 'DEL' };
+  if (c > 0xff) return `U+${c.toString(16).toUpperCase().padStart(4, '0')} (outside ISO-8859-1)`;
+  const hex = `0x${c.toString(16).toUpperCase().padStart(2, '0')}`;
+  return names[c] ? `${names[c]} (${hex})` : `control character ${hex}`;
+}
+
+/**
+ * validateResponseHead: checks a status line and header list (SPEC rule 4) and returns
+ * the head a transport commits. Throws TsgiError `ERR_CORE_BAD_STATUS` or
+ * `ERR_CORE_BAD_HEADER` naming the header and the offending character.
+ */
+export function validateResponseHead(status: unknown, headers: unknown): ResponseHead {
+  if (typeof status !== 'string') {
+    throw new TsgiError(
+      'ERR_CORE_BAD_STATUS',
+      `core: status must be a string like "200 OK", got ${typeof status}`,
+    );
+  }
+  const m = STATUS.exec(status);
+  if (m === null) {
+    const bad = BAD_VALUE_CHAR.exec(status);
+    throw new TsgiError(
+      'ERR_CORE_BAD_STATUS',
+      bad
+        ? `core: status ${JSON.stringify(status)} has ${describeChar(status, bad.index)} at index ${bad.index}`
+        : `core: status ${JSON.stringify(status)} is not "<3-digit code> <reason>"`,
+    );
+  }
+  if (!Array.isArray(headers)) {
+    throw new TsgiError(
+      'ERR_CORE_BAD_HEADER',
+      'core: headers must be an array of [name, value] pairs',
+    );
+  }
+  let contentLength: number | undefined;
+  for (let i = 0; i < headers.length; i++) {
+    const pair = headers[i];
+    if (!Array.isArray(pair) || pair.length !== 2) {
+      throw new TsgiError(
+        'ERR_CORE_BAD_HEADER',
+        `core: header #${i} must be a [name, value] pair of strings`,
+      );
+    }
+    const [name, value] = pair as [unknown, unknown];
+    if (typeof name !== 'string' || typeof value !== 'string') {
+      throw new TsgiError(
+        'ERR_CORE_BAD_HEADER',
+        `core: header #${i} must be a [name, value] pair of strings, got [${typeof name}, ${typeof value}]`,
+      );
+    }
+    if (!TOKEN.test(name)) {
+      const bad = /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/.exec(name);
+      throw new TsgiError(
+        'ERR_CORE_BAD_HEADER',
+        name === ''
+          ? `core: header #${i} has an empty name`
+          : `core: header name ${JSON.stringify(name)} has ${describeChar(name, bad!.index)} at index ${bad!.index}; names must be HTTP tokens`,
+      );
+    }
+    const bad = BAD_VALUE_CHAR.exec(value);
+    if (bad !== null) {
+      throw new TsgiError(
+        'ERR_CORE_BAD_HEADER',
+        `core: header ${name} value has ${describeChar(value, bad.index)} at index ${bad.index}`,
+      );
+    }
+    const lower = name.length <= 17 ? name.toLowerCase() : '';
+    if (HOP_BY_HOP.has(lower)) {
+      throw new TsgiError(
+        'ERR_CORE_HOP_BY_HOP',
+        `core: header ${name} is hop-by-hop and belongs to the server, not the application`,
+      );
+    }
+    if (lower === 'content-length') {
+      if (contentLength !== undefined) {
+        throw new TsgiError('ERR_CORE_BAD_HEADER', 'core: header Content-Length given twice');
+      }
+      if (!DIGITS.test(value)) {
+        throw new TsgiError(
+          'ERR_CORE_BAD_HEADER',
+          `core: header Content-Length ${JSON.stringify(value)} is not a non-negative integer`,
+        );
+      }
+      contentLength = Number(value);
+    }
+  }
+  return {
+    status,
+    code: Number(m[1]),
+    headers: headers as HeaderList,
+    contentLength,
+  };
+}
+
+/** getHeader: first value of `name` (case-insensitive) in a header list, or undefined. */
+export function getHeader(headers: HeaderList, name: string): string | undefined {
+  const lower = name.toLowerCase();
+  for (const [n, v] of headers) if (n.toLowerCase() === lower) return v;
+  return undefined;
+}

@@ -1,0 +1,50 @@
+// @tsgi/core: the transport-independent core. Explicit named exports only; files not
+// re-exported here are private.
+export { type CompressOptions, compress } from './compress.js';
+export { buildEnviron, type CgiParams, type EnvironOptions } from './environ.js';
+export { isTsgiError, TsgiError } from './errors.js';
+export { createErrorStream, createLogSink } from './errorstream.js';
+export { FileWrapper, fileWrapper } from './filewrapper.js';
+export { describeChar, getHeader, HOP_BY_HOP, validateResponseHead } from './headers.js';
+export { createInput, drainInput, Input, sourceFromIterable } from './input.js';
+export { isLatin1, latin1Decode, latin1Encode, percentDecodeBytes } from './latin1.js';
+export {
+  type HttpHeadersResult,
+  httpHeadersToCgi,
+  type RequestLine,
+  requestToCgi,
+} from './request.js';
+export {
+  declareNeedsBody,
+  isResponseObject,
+  NEEDS_BODY_ON_HEAD,
+  needsBody,
+  type RunOptions,
+  type RunResult,
+  runApp,
+} from './run.js';
+export { isLocalRedirect, serializeCgiHead } from './serialize.js';
+export { STATUS_REASONS, statusLine } from './status.js';
+export type {
+  Application,
+  AppResult,
+  Body,
+  ByteSource,
+  Chunk,
+  Environ,
+  ErrorSink,
+  ErrorStream,
+  ExcInfo,
+  FileWrapperFactory,
+  FileWrapperLike,
+  FileWrapperOptions,
+  HeaderList,
+  InputStream,
+  LogLevel,
+  ResponseHead,
+  ResponseObject,
+  StartResponse,
+  Transport,
+  WriteFn,
+} from './types.js';
+export { checkEnviron, ValidationError, validator } from './validator.js';

@@ -1,0 +1,102 @@
+import { Buffer } from 'node:buffer';
+import { TsgiError } from './errors.js';
+
+/** latin1Decode: bytes to a string with one code point per byte (U+0000..U+00FF), reversible. */
+export function latin1Decode(bytes: Uint8Array, start = 0, end = bytes.length): string {
+  // Buffer's 'latin1' is true ISO-8859-1 (byte n -> U+00nn). TextDecoder('latin1') is
+  // WHATWG windows-1252 and maps 0x80..0x9F elsewhere, so it must never be used here.
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString(
+    'latin1',
+    start,
+    end,
+  );
+}
+
+/** isLatin1: true when every code unit of `s` is at most U+00FF. */
+export function isLatin1(s: string): boolean {
+  // A regexp test is an order of magnitude faster than a charCodeAt loop in V8 for
+  // the short strings (header values) this is used on.
+  return !NON_LATIN1.test(s);
+}
+const NON_LATIN1 = /[^\u0000-\u00ff]/;
+
+/**
+ * latin1Encode: a string of code points up to U+00FF to bytes. `what` names the value
+ * in the error (`core: response body chunk has U+20AC at index 3, outside ISO-8859-1`).
+ */
+export function latin1Encode(s: string, what: string): Buffer {
+  const m = NON_LATIN1.exec(s);
+  if (m !== null) {
+    const cp = s.codePointAt(m.index) ?? 0;
+    throw new TsgiError(
+      'ERR_CORE_NOT_LATIN1',
+      `core: ${what} has U+${cp.toString(16).toUpperCase().padStart(4, '0')} at index ${m.index}, outside ISO-8859-1; encode it to bytes yourself (roadmap seed, Definition #4 item 7)`,
+    );
+  }
+  return Buffer.from(s, 'latin1');
+}
+
+const utf8Fatal = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** utf8DecodeStrict: decodes UTF-8, or returns undefined when the bytes are not valid UTF-8. */
+export function utf8DecodeStrict(bytes: Uint8Array): string | undefined {
+  try {
+    return utf8Fatal.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** toBytes: a CGI value given as bytes or as a latin-1 string, as bytes (no copy for bytes). */
+export function toBytes(v: Uint8Array | string): Uint8Array {
+  return typeof v === 'string' ? Buffer.from(v, 'latin1') : v;
+}
+
+/** toLatin1String: a CGI value given as bytes or as a latin-1 string, as a latin-1 string. */
+export function toLatin1String(v: Uint8Array | string): string {
+  return typeof v === 'string' ? v : latin1Decode(v);
+}
+
+/** percentDecodeBytes: `%XX` decoded once to raw bytes; malformed escapes stay literal (RFC 3986 2.1). */
+export function percentDecodeBytes(s: string): Buffer {
+  const src = Buffer.from(s, 'latin1');
+  if (!s.includes('%')) return src;
+  const out = Buffer.allocUnsafe(src.length);
+  let o = 0;
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i]!;
+    if (c === 0x25 && i + 2 < src.length) {
+      const h = hex(src[i + 1]!);
+      const l = hex(src[i + 2]!);
+      if (h >= 0 && l >= 0) {
+        out[o++] = (h << 4) | l;
+        i += 2;
+        continue;
+      }
+    }
+    out[o++] = c;
+  }
+  return out.subarray(0, o);
+}
+
+function hex(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+/** percentEncodePath: bytes of a decoded path back to a URI path (unreserved, sub-delims, ':', '@', '/' kept). */
+export function percentEncodePath(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    s += PATH_SAFE[c]
+      ? String.fromCharCode(c)
+      : `%${c < 16 ? '0' : ''}${c.toString(16).toUpperCase()}`;
+  }
+  return s;
+}
+const PATH_SAFE: boolean[] = Array.from({ length: 256 }, (_, c) =>
+  /[A-Za-z0-9\-._~!$&'()*+,;=:@/]/.test(String.fromCharCode(c)),
+);

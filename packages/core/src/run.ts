@@ -1,0 +1,438 @@
+import { Buffer } from 'node:buffer';
+import { isTsgiError, TsgiError } from './errors.js';
+import { sinkOf } from './errorstream.js';
+import { FileWrapper } from './filewrapper.js';
+import { validateResponseHead } from './headers.js';
+import { latin1Encode } from './latin1.js';
+import { statusLine } from './status.js';
+import type {
+  Application,
+  Body,
+  Chunk,
+  Environ,
+  ErrorSink,
+  HeaderList,
+  ResponseHead,
+  ResponseObject,
+  StartResponse,
+  Transport,
+  WriteFn,
+} from './types.js';
+
+/** NEEDS_BODY_ON_HEAD: the property by which an app or middleware declares it needs the body on HEAD. */
+export const NEEDS_BODY_ON_HEAD: unique symbol = Symbol.for('tsgi.needsBodyOnHead') as never;
+
+/**
+ * declareNeedsBody: marks `app` as needing the full body to compute its headers (a
+ * compression middleware, an ETag middleware). With `mapHeadToGet: 'auto'`, `runApp`
+ * then presents HEAD as GET to it (mod_wsgi's WSGIMapHEADToGET Auto). Returns `app`.
+ */
+export function declareNeedsBody<A extends Application>(app: A): A {
+  (app as unknown as Record<symbol, boolean>)[NEEDS_BODY_ON_HEAD] = true;
+  return app;
+}
+
+/** needsBody: whether `app` (or a middleware that propagated the mark) declared it needs the body. */
+export function needsBody(app: Application): boolean {
+  return (app as unknown as Record<symbol, boolean>)[NEEDS_BODY_ON_HEAD] === true;
+}
+
+/** RunOptions: per-adapter choices for `runApp`. */
+export interface RunOptions {
+  /** mapHeadToGet: `off` (default), `on`, or `auto` (only when the app declared it needs the body). */
+  mapHeadToGet?: 'off' | 'on' | 'auto';
+  /**
+   * headBody: what happens to the body of a HEAD response. `drop` for a transport that is
+   * the HTTP server itself; `send` (default) for CGI, FastCGI and SCGI, whose front server
+   * drops it after computing its own headers from it (SPEC rule 8).
+   */
+  headBody?: 'send' | 'drop';
+  /** Where the core's reports go. Default: the sink behind `environ['tsgi.errors']`. */
+  log?: ErrorSink;
+}
+
+/** RunResult: how a request ended. */
+export interface RunResult {
+  /** `complete`: the transport's `end` was called; `aborted`: its `abort`. */
+  outcome: 'complete' | 'aborted';
+  /** The head that was committed (the fixed 500 head after an early app error). */
+  head: ResponseHead | undefined;
+  /** Body bytes handed to the transport (or counted, for a dropped HEAD body). */
+  bodyBytes: number;
+  /** The error that caused a 500 or an abort. */
+  error?: Error;
+}
+
+const ERROR_BODY = Buffer.from('Internal Server Error\n', 'latin1');
+const ERROR_HEAD: ResponseHead = Object.freeze({
+  status: '500 Internal Server Error',
+  code: 500,
+  headers: Object.freeze([
+    ['Content-Type', 'text/plain; charset=utf-8'],
+    ['Content-Length', String(ERROR_BODY.length)],
+  ]) as unknown as HeaderList,
+  contentLength: ERROR_BODY.length,
+});
+
+/**
+ * isResponseObject: true for the WSGI 2.0 return style (SPEC rule 3.2): a non-null
+ * object that is not a body (no Symbol.iterator, no Symbol.asyncIterator, no `getReader`,
+ * no `pipe`, not a file wrapper) and has an own `status` property. No body type has an
+ * own `status`, so the two styles cannot be confused.
+ */
+export function isResponseObject(v: unknown): v is ResponseObject {
+  if (typeof v !== 'object' || v === null) return false;
+  if (Symbol.iterator in v || Symbol.asyncIterator in v) return false;
+  if ('getReader' in v || 'pipe' in v || 'tsgiFileWrapper' in v) return false;
+  return Object.hasOwn(v, 'status');
+}
+
+/**
+ * runApp: runs one request through an application and a transport, in a fixed order
+ * (wsgiref's BaseHandler.run): call the app; commit the head at the first non-empty
+ * chunk or at the end of the body; enforce Content-Length; close the body exactly once;
+ * on an error before the head, send a fixed 500; after it, abort. Never rejects:
+ * everything that goes wrong ends in the transport's `end` or `abort` and the RunResult.
+ */
+export function runApp(
+  app: Application,
+  environ: Environ,
+  transport: Transport,
+  options: RunOptions = {},
+): Promise<RunResult> {
+  return new Exchange(app, environ, transport, options).run();
+}
+
+type Pending = { head: ResponseHead };
+
+class Exchange {
+  private pending: Pending | undefined;
+  private headSent = false;
+  private sent = 0;
+  private readonly isHead: boolean;
+  private readonly dropBody: boolean;
+  private readonly log: ErrorSink;
+  private closer: (() => unknown) | undefined;
+  private closed = false;
+  private finished = false;
+  private writeChain: Promise<void> = Promise.resolve();
+  private readonly signal: AbortSignal;
+
+  constructor(
+    private readonly app: Application,
+    private readonly environ: Environ,
+    private readonly transport: Transport,
+    options: RunOptions,
+  ) {
+    this.isHead = environ.REQUEST_METHOD === 'HEAD';
+    const map = options.mapHeadToGet ?? 'off';
+    if (this.isHead && (map === 'on' || (map === 'auto' && needsBody(app)))) {
+      environ.REQUEST_METHOD = 'GET';
+    }
+    this.dropBody = this.isHead && options.headBody === 'drop';
+    this.log = options.log ?? sinkOf(environ['tsgi.errors']);
+    this.signal = environ['tsgi.signal'];
+  }
+
+  private readonly startResponse: StartResponse = (status, headers, excInfo) => {
+    if (this.finished) {
+      throw new TsgiError(
+        'ERR_CORE_LATE_START_RESPONSE',
+        'core: startResponse called after the response ended',
+      );
+    }
+    if (excInfo !== undefined && excInfo !== null) {
+      // PEP 3333: with exc_info after the head went out, re-raise it.
+      if (this.headSent) throw excInfo;
+    } else if (this.pending !== undefined) {
+      throw new TsgiError(
+        'ERR_CORE_START_RESPONSE_TWICE',
+        'core: startResponse called twice without excInfo',
+      );
+    }
+    this.pending = { head: validateResponseHead(status, headers) };
+    return this.write;
+  };
+
+  private readonly write: WriteFn = (chunk: Chunk) => {
+    const p = this.writeChain.then(() => this.send(toBytes(chunk, 'write() chunk')));
+    this.writeChain = p.catch(() => undefined);
+    return p;
+  };
+
+  async run(): Promise<RunResult> {
+    const onAbort = () => {
+      void this.closeBody();
+    };
+    this.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      let result: unknown;
+      try {
+        result = this.app(this.environ, this.startResponse);
+        if (result instanceof Promise) result = await result;
+      } catch (e) {
+        return await this.fail(e);
+      }
+      try {
+        await this.writeChain;
+        const body = this.bodyOf(result);
+        await this.iterate(body);
+        await this.writeChain;
+        return await this.finish();
+      } catch (e) {
+        return await this.fail(e);
+      } finally {
+        await this.closeBody();
+      }
+    } finally {
+      this.finished = true;
+      this.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The body to iterate, after telling the two return styles apart (SPEC rule 3.2). */
+  private bodyOf(result: unknown): Body | null {
+    if (isResponseObject(result)) {
+      if (this.pending !== undefined) {
+        throw new TsgiError(
+          'ERR_CORE_BAD_RETURN',
+          'core: the app called startResponse and also returned a { status } response object; use one style',
+        );
+      }
+      const status = typeof result.status === 'number' ? statusLine(result.status) : result.status;
+      this.pending = { head: validateResponseHead(status, result.headers ?? []) };
+      const b = result.body;
+      if (b === undefined || b === null) return null;
+      if (typeof b === 'string' || b instanceof Uint8Array) return [b];
+      return b as Body;
+    }
+    if (typeof result === 'string') {
+      throw new TsgiError(
+        'ERR_CORE_BAD_RETURN',
+        'core: the app returned a string; return an iterable of chunks such as [text]',
+      );
+    }
+    if (result === undefined || result === null || typeof result !== 'object') {
+      throw new TsgiError(
+        'ERR_CORE_BAD_RETURN',
+        `core: the app returned ${result === null ? 'null' : typeof result}, not a body or a { status, headers, body } object`,
+      );
+    }
+    return result as Body;
+  }
+
+  private async iterate(body: Body | null): Promise<void> {
+    if (body === null) return;
+    const b = body as unknown as Record<string | symbol, any>;
+    if (typeof b.close === 'function' && !(body instanceof FileWrapper)) {
+      this.closer = () => b.close();
+    }
+    if (body instanceof FileWrapper) {
+      const cl = this.pending?.head.contentLength;
+      if (cl !== undefined) body.limit(cl);
+      this.closer = () => body.close();
+    }
+    // Arrays (the hello-world case) are walked without the async-iterator protocol.
+    if (Array.isArray(body)) {
+      for (let i = 0; i < body.length; i++) {
+        if (!(await this.chunk(body[i]))) return;
+      }
+      return;
+    }
+    if (typeof b.getReader === 'function') {
+      const reader = (body as ReadableStream<Chunk>).getReader();
+      let done = false;
+      this.closer = async () => {
+        if (!done) await reader.cancel().catch(() => undefined);
+        reader.releaseLock();
+      };
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) {
+          done = true;
+          return;
+        }
+        if (!(await this.chunk(r.value))) return;
+      }
+    }
+    if (typeof b.pipe === 'function' && typeof b.destroy === 'function') {
+      const prev = this.closer;
+      this.closer = () => {
+        prev?.();
+        b.destroy();
+      };
+    }
+    const it: Iterator<Chunk> | AsyncIterator<Chunk> =
+      typeof b[Symbol.asyncIterator] === 'function'
+        ? b[Symbol.asyncIterator]()
+        : typeof b[Symbol.iterator] === 'function'
+          ? b[Symbol.iterator]()
+          : (() => {
+              throw new TsgiError(
+                'ERR_CORE_BAD_RETURN',
+                'core: the app returned an object that is not iterable, a stream or a file wrapper',
+              );
+            })();
+    let done = false;
+    const prev = this.closer;
+    this.closer = async () => {
+      try {
+        if (!done && typeof it.return === 'function') await it.return();
+      } finally {
+        await prev?.();
+      }
+    };
+    for (;;) {
+      let r = it.next();
+      if (r instanceof Promise) r = await r;
+      if ((r as IteratorResult<Chunk>).done) {
+        done = true;
+        return;
+      }
+      if (!(await this.chunk((r as IteratorResult<Chunk>).value))) return;
+    }
+  }
+
+  /** Handles one body chunk; false means stop iterating. */
+  private async chunk(value: unknown): Promise<boolean> {
+    if (this.signal.aborted) throw clientGone(this.signal);
+    const bytes = toBytes(value, 'body chunk');
+    if (bytes.length === 0) return true;
+    await this.send(bytes);
+    return true;
+  }
+
+  /** Commits the head if needed and passes bytes on, never more than Content-Length. */
+  private async send(bytes: Uint8Array): Promise<void> {
+    if (this.pending === undefined) {
+      throw new TsgiError(
+        'ERR_CORE_NO_START_RESPONSE',
+        'core: the body produced data before startResponse was called',
+      );
+    }
+    if (this.signal.aborted) throw clientGone(this.signal);
+    const head = this.pending.head;
+    if (!this.headSent) {
+      this.headSent = true;
+      await this.transport.sendHead(head);
+    }
+    const cl = head.contentLength;
+    if (cl !== undefined && this.sent + bytes.length > cl) {
+      // SPEC rule 3 (HEAD seed: "never send more than Content-Length"): cut, report,
+      // and tell the transport the response is broken so the connection is not reused.
+      const room = cl - this.sent;
+      if (room > 0) {
+        const part = bytes.subarray(0, room);
+        this.sent += room;
+        if (!this.dropBody) await this.transport.write(part);
+      }
+      throw new TsgiError(
+        'ERR_CORE_CONTENT_LENGTH_EXCEEDED',
+        `core: the app sent more than its Content-Length of ${cl} bytes; the excess was cut off`,
+      );
+    }
+    this.sent += bytes.length;
+    if (!this.dropBody) await this.transport.write(bytes);
+  }
+
+  private async finish(): Promise<RunResult> {
+    if (this.pending === undefined) {
+      throw new TsgiError(
+        'ERR_CORE_NO_START_RESPONSE',
+        'core: the app returned without calling startResponse',
+      );
+    }
+    const head = this.pending.head;
+    if (!this.headSent) {
+      this.headSent = true;
+      await this.transport.sendHead(head);
+    }
+    const cl = head.contentLength;
+    // A HEAD response with no body at all is the app's choice (HEAD seed); any other
+    // short body is a broken response.
+    if (cl !== undefined && this.sent < cl && !(this.isHead && this.sent === 0)) {
+      throw new TsgiError(
+        'ERR_CORE_CONTENT_LENGTH_SHORT',
+        `core: the app sent ${this.sent} bytes but declared Content-Length ${cl}`,
+      );
+    }
+    if (this.signal.aborted) throw clientGone(this.signal);
+    await this.transport.end();
+    return { outcome: 'complete', head, bodyBytes: this.sent };
+  }
+
+  private async fail(e: unknown): Promise<RunResult> {
+    const error = e instanceof Error ? e : new Error(String(e));
+    await this.closeBody();
+    const gone = this.signal.aborted;
+    if (gone) {
+      // mod_wsgi 3.0 change log: a vanished client is not an application error.
+      this.log(
+        `core: client went away: ${this.environ.REQUEST_METHOD} ${this.environ.REQUEST_URI}`,
+        'debug',
+      );
+    } else {
+      this.log(
+        `core: ${this.environ.REQUEST_METHOD} ${this.environ.REQUEST_URI}: ${describe(error)}`,
+        'error',
+      );
+    }
+    if (!this.headSent && !gone) {
+      // SPEC rule 7: a fixed 500, no diagnostics to the client.
+      this.headSent = true;
+      try {
+        await this.transport.sendHead(ERROR_HEAD);
+        if (!this.dropBody) await this.transport.write(ERROR_BODY);
+        await this.transport.end();
+        return { outcome: 'complete', head: ERROR_HEAD, bodyBytes: ERROR_BODY.length, error };
+      } catch (e2) {
+        const err2 = e2 instanceof Error ? e2 : new Error(String(e2));
+        await this.abort(err2);
+        return { outcome: 'aborted', head: ERROR_HEAD, bodyBytes: 0, error: err2 };
+      }
+    }
+    await this.abort(error);
+    return { outcome: 'aborted', head: this.pending?.head, bodyBytes: this.sent, error };
+  }
+
+  private async abort(error: Error): Promise<void> {
+    try {
+      await this.transport.abort(error);
+    } catch (e) {
+      this.log(`core: transport abort failed: ${describe(e)}`, 'error');
+    }
+  }
+
+  /** SPEC rule 6: the body's close()/return() is called exactly once. */
+  private async closeBody(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const c = this.closer;
+    if (c === undefined) return;
+    try {
+      await c();
+    } catch (e) {
+      this.log(`core: body close() failed: ${describe(e)}`, 'error');
+    }
+  }
+}
+
+function toBytes(value: unknown, what: string): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === 'string') return latin1Encode(value, `response ${what}`);
+  throw new TsgiError(
+    'ERR_CORE_BAD_CHUNK',
+    `core: response ${what} must be a Uint8Array or a string, got ${value === null ? 'null' : typeof value}`,
+  );
+}
+
+function clientGone(signal: AbortSignal): Error {
+  const r = signal.reason;
+  return r instanceof Error ? r : new TsgiError('ERR_CORE_CLIENT_GONE', 'core: client went away');
+}
+
+function describe(e: unknown): string {
+  if (isTsgiError(e)) return e.message;
+  if (e instanceof Error) return e.stack ?? `${e.name}: ${e.message}`;
+  return String(e);
+}
