@@ -14,6 +14,7 @@ export default defineConfig({
       { find: /^@tsgi\/scgi$/, replacement: src('scgi/src/index.ts') },
       { find: /^@tsgi\/cgi$/, replacement: src('cgi/src/index.ts') },
       { find: /^@tsgi\/http$/, replacement: src('http/src/index.ts') },
+      { find: /^@tsgi\/bridges$/, replacement: src('bridges/src/index.ts') },
     ],
   },
   test: {
