@@ -191,7 +191,9 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   let script: string | undefined;
   let pathInfo: string | undefined;
   let query: string | undefined;
-  const dec = decoderFor(wanted);
+  // WHATWG maps every ISO-8859-1 label to windows-1252, which is not byte-preserving
+  // (0x80 -> U+20AC); asked for ISO-8859-1, use the real thing (SPEC rule 1.2).
+  const dec = LATIN1_LABELS.has(wanted.trim().toLowerCase()) ? undefined : decoderFor(wanted);
   if (dec !== undefined) {
     try {
       script = dec.decode(scriptBytes);
@@ -241,6 +243,20 @@ const VERSION = Object.freeze([1, 1] as const);
 const EMPTY = new Uint8Array(0);
 const NEVER = new AbortController().signal;
 const decoders = new Map<string, TextDecoder | undefined>();
+const LATIN1_LABELS = new Set([
+  'iso-8859-1',
+  'iso8859-1',
+  'iso_8859-1',
+  'iso_8859-1:1987',
+  'iso88591',
+  'latin1',
+  'latin-1',
+  'l1',
+  'iso-ir-100',
+  'csisolatin1',
+  'cp819',
+  'ibm819',
+]);
 
 function decoderFor(label: string): TextDecoder | undefined {
   let d = decoders.get(label);

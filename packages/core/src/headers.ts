@@ -6,7 +6,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // RFC 9110 section 5.5: field values are VCHAR, SP, HTAB and obs-text (0x80-0xFF).
 // Everything else below 0x20, DEL, and anything above U+00FF is refused.
 const BAD_VALUE_CHAR = /[\u0000-\u0008\u000a-\u001f\u007f]|[^\u0000-\u00ff]/;
-const STATUS = /^([1-5][0-9][0-9]) ([^\u0000-\u0008\u000a-\u001f\u007f]*)$/;
+// The reason phrase: HTAB, SP, VCHAR, obs-text; nothing above U+00FF (SPEC rule 4.1).
+const STATUS = /^([1-5][0-9][0-9]) ([^\u0000-\u0008\u000a-\u001f\u007f\u0100-\uffff]*)$/;
 const DIGITS = /^[0-9]{1,15}$/;
 
 /**
@@ -24,18 +25,31 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'proxy-authorization',
 ]);
 
-/** describeChar: `CR (0x0D)`, `U+20AC`: how an error names an offending character. */
+/**
+ * describeChar: `CR (0x0D)`, `control character 0x01`, `":" (0x3A)`, `U+20AC (outside
+ * ISO-8859-1)`: how an error names an offending character.
+ */
 export function describeChar(s: string, index: number): string {
   const c = s.codePointAt(index) ?? 0;
-  const names: Record<number, string> = { 0: 'NUL', 9: 'HTAB', 10: 'LF', 13: 'CR', 127: 'DEL' };
+  const names: Record<number, string> = {
+    0: 'NUL',
+    9: 'HTAB',
+    10: 'LF',
+    13: 'CR',
+    32: 'SP',
+    127: 'DEL',
+  };
   if (c > 0xff) return `U+${c.toString(16).toUpperCase().padStart(4, '0')} (outside ISO-8859-1)`;
   const hex = `0x${c.toString(16).toUpperCase().padStart(2, '0')}`;
-  return names[c] ? `${names[c]} (${hex})` : `control character ${hex}`;
+  if (names[c]) return `${names[c]} (${hex})`;
+  // C0 and C1 controls are named as such; anything else is shown as itself.
+  if (c < 0x20 || (c >= 0x80 && c < 0xa0)) return `control character ${hex}`;
+  return `${JSON.stringify(String.fromCharCode(c))} (${hex})`;
 }
 
 /**
- * validateResponseHead: checks a status line and header list (SPEC rule 4) and returns
- * the head a transport commits. Throws TsgiError `ERR_CORE_BAD_STATUS` or
+ * validateResponseHead: checks a status line and header list (SPEC rules 4.1-4.3, 4.5,
+ * 4.6) and returns the head a transport commits. Throws TsgiError `ERR_CORE_BAD_STATUS` or
  * `ERR_CORE_BAD_HEADER` naming the header and the offending character.
  */
 export function validateResponseHead(status: unknown, headers: unknown): ResponseHead {
@@ -93,7 +107,8 @@ export function validateResponseHead(status: unknown, headers: unknown): Respons
         `core: header ${name} value has ${describeChar(value, bad.index)} at index ${bad.index}`,
       );
     }
-    const lower = name.length <= 17 ? name.toLowerCase() : '';
+    // 19: the longest name that matters here (`Proxy-Authorization`).
+    const lower = name.length <= 19 ? name.toLowerCase() : '';
     if (HOP_BY_HOP.has(lower)) {
       throw new TsgiError(
         'ERR_CORE_HOP_BY_HOP',

@@ -5,7 +5,7 @@ import type { ByteSource, InputStream } from './types.js';
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Input: `tsgi.input`. Wraps an adapter's ByteSource so that (SPEC rule 2):
+ * Input: `tsgi.input`. Wraps an adapter's ByteSource so that (SPEC rules 2.1-2.10):
  * - reads never go past CONTENT_LENGTH (WSGI 1.0 amendment: a read past it returns an
  *   empty chunk instead of blocking on a socket that has nothing more to give);
  * - with no CONTENT_LENGTH, reads go to the end of the source (the server dechunked);
@@ -67,8 +67,12 @@ export class Input implements InputStream {
     return {
       next: () =>
         this.serial(async () => {
-          if (this.buffered === 0) await this.fill();
-          if (this.buffered === 0) return { done: true, value: undefined };
+          // A source may deliver empty chunks; they do not end the input.
+          while (this.buffered === 0 && !this.eof) await this.fill();
+          if (this.buffered === 0) {
+            if (this.failure) throw this.failure;
+            return { done: true, value: undefined };
+          }
           return { done: false, value: this.take(this.buffered) };
         }) as Promise<IteratorResult<Uint8Array>>,
       return: async () => ({ done: true, value: undefined }),
@@ -82,6 +86,8 @@ export class Input implements InputStream {
    */
   drain(maxBytes: number): Promise<boolean> {
     return this.serial(async () => {
+      // A source that failed (truncated body, reset) leaves the connection unusable.
+      if (this.failure) return false;
       this.chunks = [];
       let discarded = this.buffered;
       this.buffered = 0;
@@ -111,6 +117,8 @@ export class Input implements InputStream {
   private async doRead(size?: number): Promise<Uint8Array> {
     if (size === undefined || size === null || size < 0) {
       while (!this.eof) await this.fill();
+      // A truncated or failed body stays an error: never pass a part off as the end.
+      if (this.failure) throw this.failure;
       return this.take(this.buffered);
     }
     if (!Number.isInteger(size)) {
@@ -120,6 +128,7 @@ export class Input implements InputStream {
       );
     }
     while (this.buffered < size && !this.eof) await this.fill();
+    if (this.buffered < size && this.failure) throw this.failure;
     return this.take(Math.min(size, this.buffered));
   }
 
@@ -140,7 +149,10 @@ export class Input implements InputStream {
       }
       scanned = this.buffered;
       if (this.buffered >= limit) return this.take(limit);
-      if (this.eof) return this.take(this.buffered);
+      if (this.eof) {
+        if (this.failure) throw this.failure;
+        return this.take(this.buffered);
+      }
       await this.fill();
     }
   }
@@ -235,7 +247,14 @@ export function sourceFromIterable(
   };
 }
 
-/** drainInput: `environ['tsgi.input'].drain(maxBytes)` for adapters (see Input.drain). */
+/**
+ * drainInput: `environ['tsgi.input'].drain(maxBytes)` for adapters (see Input.drain). A
+ * wrapper that forwards `drain` (the validator's) works too; anything else resolves false.
+ */
 export function drainInput(input: unknown, maxBytes: number): Promise<boolean> {
-  return input instanceof Input ? input.drain(maxBytes) : Promise.resolve(false);
+  if (input instanceof Input) return input.drain(maxBytes);
+  const drain = (input as { drain?: unknown } | null | undefined)?.drain;
+  return typeof drain === 'function'
+    ? Promise.resolve(drain.call(input, maxBytes)).then((ok) => ok === true)
+    : Promise.resolve(false);
 }

@@ -44,7 +44,7 @@ export interface RunOptions {
   /**
    * headBody: what happens to the body of a HEAD response. `drop` for a transport that is
    * the HTTP server itself; `send` (default) for CGI, FastCGI and SCGI, whose front server
-   * drops it after computing its own headers from it (SPEC rule 8).
+   * drops it after computing its own headers from it (SPEC rule 8.2).
    */
   headBody?: 'send' | 'drop';
   /** Where the core's reports go. Default: the sink behind `environ['tsgi.errors']`. */
@@ -116,6 +116,10 @@ class Exchange {
   private closed = false;
   private finished = false;
   private writeChain: Promise<void> = Promise.resolve();
+  /** The first failure of a write() call: the response is broken even if the app caught it. */
+  private writeError: Error | undefined;
+  /** Set once end() or abort() is decided: no body byte may reach the transport after it. */
+  private over = false;
   private readonly signal: AbortSignal;
 
   constructor(
@@ -156,9 +160,19 @@ class Exchange {
 
   private readonly write: WriteFn = (chunk: Chunk) => {
     const p = this.writeChain.then(() => this.send(toBytes(chunk, 'write() chunk')));
-    this.writeChain = p.catch(() => undefined);
+    // SPEC rule 3.6: a failed write() breaks the response (Content-Length exceeded, bad
+    // chunk, client gone) whether or not the app awaited and caught the rejection.
+    this.writeChain = p.then(undefined, (e: unknown) => {
+      this.writeError ??= e instanceof Error ? e : new Error(String(e));
+    });
     return p;
   };
+
+  /** Waits for queued write() calls and rethrows the first one that failed. */
+  private async settleWrites(): Promise<void> {
+    await this.writeChain;
+    if (this.writeError !== undefined) throw this.writeError;
+  }
 
   async run(): Promise<RunResult> {
     const onAbort = () => {
@@ -174,10 +188,10 @@ class Exchange {
         return await this.fail(e);
       }
       try {
-        await this.writeChain;
+        await this.settleWrites();
         const body = this.bodyOf(result);
         await this.iterate(body);
-        await this.writeChain;
+        await this.settleWrites();
         return await this.finish();
       } catch (e) {
         return await this.fail(e);
@@ -304,6 +318,10 @@ class Exchange {
 
   /** Commits the head if needed and passes bytes on, never more than Content-Length. */
   private async send(bytes: Uint8Array): Promise<void> {
+    if (this.over) {
+      // A write() the app makes after its response ended (SPEC rule 10.1).
+      throw new TsgiError('ERR_CORE_LATE_WRITE', 'core: write() called after the response ended');
+    }
     if (this.pending === undefined) {
       throw new TsgiError(
         'ERR_CORE_NO_START_RESPONSE',
@@ -316,9 +334,11 @@ class Exchange {
       this.headSent = true;
       await this.transport.sendHead(head);
     }
+    // write('') commits the head (PEP 3333) but a transport only ever gets non-empty chunks.
+    if (bytes.length === 0) return;
     const cl = head.contentLength;
     if (cl !== undefined && this.sent + bytes.length > cl) {
-      // SPEC rule 3 (HEAD seed: "never send more than Content-Length"): cut, report,
+      // SPEC rule 5.2 (HEAD seed: "never send more than Content-Length"): cut, report,
       // and tell the transport the response is broken so the connection is not reused.
       const room = cl - this.sent;
       if (room > 0) {
@@ -357,11 +377,13 @@ class Exchange {
       );
     }
     if (this.signal.aborted) throw clientGone(this.signal);
+    this.over = true;
     await this.transport.end();
     return { outcome: 'complete', head, bodyBytes: this.sent };
   }
 
   private async fail(e: unknown): Promise<RunResult> {
+    this.over = true;
     const error = e instanceof Error ? e : new Error(String(e));
     await this.closeBody();
     const gone = this.signal.aborted;
@@ -372,13 +394,14 @@ class Exchange {
         'debug',
       );
     } else {
+      // describe(e), not describe(error): a thrown non-Error gets no stack of the core's own.
       this.log(
-        `core: ${this.environ.REQUEST_METHOD} ${this.environ.REQUEST_URI}: ${describe(error)}`,
+        `core: ${this.environ.REQUEST_METHOD} ${this.environ.REQUEST_URI}: ${describe(e)}`,
         'error',
       );
     }
     if (!this.headSent && !gone) {
-      // SPEC rule 7: a fixed 500, no diagnostics to the client.
+      // SPEC rule 7.1: a fixed 500, no diagnostics to the client.
       this.headSent = true;
       try {
         await this.transport.sendHead(ERROR_HEAD);
@@ -403,12 +426,14 @@ class Exchange {
     }
   }
 
-  /** SPEC rule 6: the body's close()/return() is called exactly once. */
+  /** SPEC rule 6.1: the body's close()/return() is called exactly once. */
   private async closeBody(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
     const c = this.closer;
+    // Nothing to close yet (the client went away while the app was still computing its
+    // result): stay open, so the body the app then returns is closed when runApp ends.
     if (c === undefined) return;
+    this.closed = true;
     try {
       await c();
     } catch (e) {

@@ -1,5 +1,6 @@
 import { TsgiError } from './errors.js';
 import { sinkOf } from './errorstream.js';
+import { drainInput } from './input.js';
 import { isResponseObject, NEEDS_BODY_ON_HEAD, needsBody } from './run.js';
 import type {
   Application,
@@ -216,7 +217,9 @@ function wrapInput(input: InputStream): InputStream {
       return input.readlines(n);
     },
     [Symbol.asyncIterator]: () => input[Symbol.asyncIterator](),
-  };
+    // The gateway drains what the app left unread through the wrapper (drainInput).
+    drain: (maxBytes: number) => drainInput(input, maxBytes),
+  } as InputStream;
 }
 
 function wrapBody(
