@@ -48,6 +48,16 @@ export interface EnvironOptions {
   mount?: string;
   /** Largest CONTENT_LENGTH accepted; larger is a 413 before anything is read. */
   maxBodyBytes?: number;
+  /**
+   * What to do with an HTTP_* variable that arrives more than once (SPEC rule 1.5).
+   * `join`: join the values (", ", Cookie "; "), as the header was repeated by the client.
+   * `drop`: remove it and log a warning, as one of them may be a look-alike (`X_Foo` for
+   * `X-Foo`). `auto` (default): `join` when SERVER_SOFTWARE says nginx or Apache, which
+   * never map an underscore header onto a dash header (nginx < 1.23 passes a repeated
+   * header as repeated params; Apache and lighttpd join repeats themselves), `drop`
+   * otherwise (lighttpd passes `X_Foo` and `X-Foo` as two HTTP_X_FOO: research/real-servers.md).
+   */
+  duplicateHeaders?: 'auto' | 'join' | 'drop';
   /** Extra environ keys an adapter adds (e.g. `tsgi.data` for FastCGI Filter). */
   extra?: Record<string, unknown>;
 }
@@ -63,17 +73,19 @@ const DIGITS = /^[0-9]{1,15}$/;
  * decoded with `uriEncoding` and, if any of the three fails, all three as ISO-8859-1,
  * recorded in `tsgi.uri_encoding` (item 9). REQUEST_URI and RAW_URI are always present.
  *
- * Duplicate names follow one policy (SPEC rule 1.5): a repeated HTTP_* variable is
- * removed entirely and a warning logged, because a server that maps both `X-Foo` and
- * `X_Foo` to HTTP_X_FOO (lighttpd) leaves no way to tell the real one from the spoof;
- * a repeated CONTENT_LENGTH or CONTENT_TYPE is a 400 error; other repeats keep the first.
+ * Duplicate names follow one policy (SPEC rule 1.5), `duplicateHeaders`: a repeated
+ * HTTP_* variable is joined (", ", Cookie "; ") when it can only be a header the client
+ * repeated, and removed entirely with a warning when it may be a look-alike: lighttpd maps
+ * both `X-Foo` and `X_Foo` to HTTP_X_FOO, leaving no way to tell the real one from the
+ * spoof. A repeated CONTENT_LENGTH or CONTENT_TYPE is a 400 error; other repeats keep the
+ * first.
  *
  * Throws TsgiError with `status` 400 (bad CONTENT_LENGTH) or 413 (over maxBodyBytes).
  */
 export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): Environ {
   const sink = options.errors ?? defaultSink;
   const vars: Record<string, string> = {};
-  let dupHttp: Set<string> | undefined;
+  let dupHttp: Map<string, string[]> | undefined;
   const pathBytes: { SCRIPT_NAME?: Uint8Array; PATH_INFO?: Uint8Array; QUERY_STRING?: Uint8Array } =
     {};
 
@@ -85,7 +97,10 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
       // that is not a clean HTTP_ name; such variables never reach the application.
       if (!HTTP_NAME.test(name)) return;
       if (Object.hasOwn(vars, name)) {
-        (dupHttp ??= new Set()).add(name);
+        dupHttp ??= new Map();
+        const seen = dupHttp.get(name);
+        if (seen) seen.push(toLatin1String(raw));
+        else dupHttp.set(name, [vars[name]!, toLatin1String(raw)]);
         return;
       }
     } else if (Object.hasOwn(vars, name)) {
@@ -111,7 +126,15 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   }
 
   if (dupHttp !== undefined) {
-    for (const name of dupHttp) {
+    let policy = options.duplicateHeaders ?? 'auto';
+    if (policy === 'auto') {
+      policy = /^(nginx|apache)\b/i.test(vars.SERVER_SOFTWARE ?? '') ? 'join' : 'drop';
+    }
+    for (const [name, values] of dupHttp) {
+      if (policy === 'join') {
+        vars[name] = values.join(name === 'HTTP_COOKIE' ? '; ' : ', ');
+        continue;
+      }
       delete vars[name];
       sink(
         `core: ${name} arrived more than once (a header sent both as ${name.slice(5).replace(/_/g, '-')} and with underscores?); dropped it`,

@@ -373,6 +373,55 @@ describe('buildEnviron: duplicate names [1.5]', () => {
     expect(Object.hasOwn(e, 'HTTP_X')).toBe(false);
   });
 
+  it('[1.5] auto joins repeats behind nginx and Apache (SERVER_SOFTWARE), Cookie with "; "', () => {
+    for (const software of ['nginx/1.22.1', 'Apache/2.4.71 (Debian)']) {
+      const { sink, log } = logger();
+      const e = buildEnviron(
+        [
+          ['SERVER_SOFTWARE', software],
+          ['HTTP_FOO', 'bar'],
+          ['HTTP_COOKIE', 'a=1'],
+          ['HTTP_FOO', 'baz'],
+          ['HTTP_COOKIE', 'b=2'],
+          ['HTTP_FOO', 'qux'],
+        ],
+        { errors: sink },
+      );
+      expect(e.HTTP_FOO).toBe('bar, baz, qux');
+      expect(e.HTTP_COOKIE).toBe('a=1; b=2');
+      expect(log).toEqual([]);
+    }
+  });
+
+  it('[1.5] auto drops repeats behind lighttpd and unknown servers', () => {
+    for (const software of ['lighttpd/1.4.69', undefined]) {
+      const pairs: Array<[string, string]> = [
+        ['HTTP_X_FOO', 'a, c'],
+        ['HTTP_X_FOO', 'evil'],
+      ];
+      if (software) pairs.unshift(['SERVER_SOFTWARE', software]);
+      expect(Object.hasOwn(env(pairs), 'HTTP_X_FOO')).toBe(false);
+    }
+  });
+
+  it('[1.5] duplicateHeaders join and drop override auto', () => {
+    const pairs: Array<[string, string]> = [
+      ['SERVER_SOFTWARE', 'lighttpd/1.4.69'],
+      ['HTTP_FOO', '1'],
+      ['HTTP_FOO', '2'],
+    ];
+    expect(buildEnviron(pairs, { duplicateHeaders: 'join' }).HTTP_FOO).toBe('1, 2');
+    const nginx: Array<[string, string]> = [
+      ['SERVER_SOFTWARE', 'nginx/1.22.1'],
+      ['HTTP_FOO', '1'],
+      ['HTTP_FOO', '2'],
+    ];
+    const { sink } = logger();
+    expect(
+      Object.hasOwn(buildEnviron(nginx, { duplicateHeaders: 'drop', errors: sink }), 'HTTP_FOO'),
+    ).toBe(false);
+  });
+
   it('[1.5] a repeated CONTENT_LENGTH or CONTENT_TYPE is a 400', () => {
     for (const name of ['CONTENT_LENGTH', 'CONTENT_TYPE']) {
       const err = thrown(() =>
