@@ -3,13 +3,7 @@ import { TsgiError } from './errors.js';
 import { createErrorStream, defaultSink } from './errorstream.js';
 import { fileWrapper } from './filewrapper.js';
 import { createInput } from './input.js';
-import {
-  latin1Decode,
-  percentDecodeBytes,
-  percentEncodePath,
-  toBytes,
-  toLatin1String,
-} from './latin1.js';
+import { percentDecodeBytes, percentEncodePath, toLatin1String } from './latin1.js';
 import type { ByteSource, Environ, ErrorSink } from './types.js';
 
 /**
@@ -63,7 +57,6 @@ export interface EnvironOptions {
 }
 
 const HTTP_NAME = /^HTTP_[A-Z0-9_]+$/;
-const CGI_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 const DIGITS = /^[0-9]{1,15}$/;
 
 /**
@@ -86,12 +79,10 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   const sink = options.errors ?? defaultSink;
   const vars: Record<string, string> = {};
   let dupHttp: Map<string, string[]> | undefined;
-  const pathBytes: { SCRIPT_NAME?: Uint8Array; PATH_INFO?: Uint8Array; QUERY_STRING?: Uint8Array } =
-    {};
 
   const add = (name: string, raw: Uint8Array | string | undefined) => {
     if (raw === undefined) return;
-    if (!CGI_NAME.test(name) || name === '__proto__') return;
+    if (!isCgiName(name)) return;
     if (name.charCodeAt(0) === 72 /* H */ && name.startsWith('HTTP_')) {
       // Header names outside [A-Za-z0-9-] were mapped by some server to something
       // that is not a clean HTTP_ name; such variables never reach the application.
@@ -111,9 +102,6 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
       }
       sink(`core: CGI variable ${name} given twice; the first value is kept`, 'warn');
       return;
-    }
-    if (name === 'SCRIPT_NAME' || name === 'PATH_INFO' || name === 'QUERY_STRING') {
-      pathBytes[name] = toBytes(raw);
     }
     vars[name] = toLatin1String(raw);
   };
@@ -172,7 +160,7 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
     }
     delete vars.HTTP_CONTENT_LENGTH;
   }
-  delete vars.HTTP_CONTENT_TYPE;
+  if (vars.HTTP_CONTENT_TYPE !== undefined) delete vars.HTTP_CONTENT_TYPE;
   if (vars.CONTENT_TYPE === '') delete vars.CONTENT_TYPE;
 
   if (
@@ -197,41 +185,50 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   }
   vars.SERVER_PORT ??= '80';
 
-  const rawQuery = pathBytes.QUERY_STRING ?? queryFromUri(vars.REQUEST_URI) ?? EMPTY;
-  const [scriptBytes, pathInfoBytes] = splitPath(vars, pathBytes, options.mount);
+  // Paths are handled as latin-1 strings: one code unit per byte, so string operations
+  // are byte operations, and no Buffer is made unless a value has non-ASCII bytes.
+  const rawQuery = vars.QUERY_STRING ?? queryFromUri(vars.REQUEST_URI);
+  const [rawScript, rawPathInfo] = splitPath(vars, options.mount);
 
   // REQUEST_URI: raw, as the client sent it; rebuilt when a server did not pass it.
   if (vars.REQUEST_URI === undefined) {
-    const q = latin1Decode(rawQuery);
     vars.REQUEST_URI =
-      percentEncodePath(Buffer.concat([scriptBytes, pathInfoBytes])) + (q === '' ? '' : `?${q}`);
+      percentEncodePath(Buffer.from(rawScript + rawPathInfo, 'latin1')) +
+      (rawQuery === '' ? '' : `?${rawQuery}`);
   }
-  vars.RAW_URI ??= vars.REQUEST_URI;
+  if (vars.RAW_URI === undefined) vars.RAW_URI = vars.REQUEST_URI;
 
   // Definition #4 item 9: one encoding for all three, with the ISO-8859-1 fallback.
   const wanted = options.uriEncoding ?? 'utf-8';
   let encoding = 'iso-8859-1';
-  let script: string | undefined;
-  let pathInfo: string | undefined;
-  let query: string | undefined;
-  // WHATWG maps every ISO-8859-1 label to windows-1252, which is not byte-preserving
-  // (0x80 -> U+20AC); asked for ISO-8859-1, use the real thing (SPEC rule 1.2).
-  const dec = LATIN1_LABELS.has(wanted.trim().toLowerCase()) ? undefined : decoderFor(wanted);
-  if (dec !== undefined) {
-    try {
-      script = dec.decode(scriptBytes);
-      pathInfo = dec.decode(pathInfoBytes);
-      query = dec.decode(rawQuery);
-      encoding = dec.encoding;
-    } catch {
-      script = undefined;
+  let script = rawScript;
+  let pathInfo = rawPathInfo;
+  let query = rawQuery;
+  if (
+    wanted === 'utf-8' &&
+    !NON_ASCII.test(rawScript) &&
+    !NON_ASCII.test(rawPathInfo) &&
+    !NON_ASCII.test(rawQuery)
+  ) {
+    // ASCII decodes to itself in UTF-8: the common case needs no decoder.
+    encoding = 'utf-8';
+  } else {
+    // WHATWG maps every ISO-8859-1 label to windows-1252, which is not byte-preserving
+    // (0x80 -> U+20AC); asked for ISO-8859-1, use the real thing (SPEC rule 1.2).
+    const dec = LATIN1_LABELS.has(wanted.trim().toLowerCase()) ? undefined : decoderFor(wanted);
+    if (dec !== undefined) {
+      try {
+        script = dec.decode(Buffer.from(rawScript, 'latin1'));
+        pathInfo = dec.decode(Buffer.from(rawPathInfo, 'latin1'));
+        query = dec.decode(Buffer.from(rawQuery, 'latin1'));
+        encoding = dec.encoding;
+      } catch {
+        script = rawScript;
+        pathInfo = rawPathInfo;
+        query = rawQuery;
+        encoding = 'iso-8859-1';
+      }
     }
-  }
-  if (script === undefined || pathInfo === undefined || query === undefined) {
-    script = latin1Decode(scriptBytes);
-    pathInfo = latin1Decode(pathInfoBytes);
-    query = latin1Decode(rawQuery);
-    encoding = 'iso-8859-1';
   }
   vars.SCRIPT_NAME = script;
   vars.PATH_INFO = pathInfo;
@@ -263,7 +260,6 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
 }
 
 const VERSION = Object.freeze([1, 1] as const);
-const EMPTY = new Uint8Array(0);
 const NEVER = new AbortController().signal;
 const decoders = new Map<string, TextDecoder | undefined>();
 const LATIN1_LABELS = new Set([
@@ -294,58 +290,62 @@ function decoderFor(label: string): TextDecoder | undefined {
   return d;
 }
 
-function queryFromUri(uri: string | undefined): Uint8Array | undefined {
-  if (uri === undefined) return undefined;
+function queryFromUri(uri: string | undefined): string {
+  if (uri === undefined) return '';
   const i = uri.indexOf('?');
-  return i < 0 ? EMPTY : Buffer.from(uri.slice(i + 1), 'latin1');
+  return i < 0 ? '' : uri.slice(i + 1);
+}
+
+const NON_ASCII = /[^\u0000-\u007f]/;
+
+/** isCgiName: `[A-Za-z_][A-Za-z0-9_.-]*`, not `__proto__` (a char loop: this runs per variable). */
+function isCgiName(name: string): boolean {
+  const n = name.length;
+  if (n === 0 || name === '__proto__') return false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 65 && c <= 90) || c === 95 || (c >= 97 && c <= 122)) continue;
+    if (i > 0 && ((c >= 48 && c <= 57) || c === 46 || c === 45)) continue;
+    return false;
+  }
+  return true;
 }
 
 /**
- * splitPath: SCRIPT_NAME and PATH_INFO as bytes. Without a mount prefix the server's
- * split is kept, except that SCRIPT_NAME is never "/" (a trailing slash moves to
- * PATH_INFO, PEP 3333 "URL reconstruction"), and a server that sent neither (nginx SCGI)
- * gets PATH_INFO from DOCUMENT_URI or the decoded REQUEST_URI path.
+ * splitPath: SCRIPT_NAME and PATH_INFO as latin-1 strings of bytes. Without a mount
+ * prefix the server's split is kept, except that SCRIPT_NAME is never "/" (a trailing
+ * slash moves to PATH_INFO, PEP 3333 "URL reconstruction"), and a server that sent
+ * neither (nginx SCGI) gets PATH_INFO from DOCUMENT_URI or the decoded REQUEST_URI path.
  */
-function splitPath(
-  vars: Record<string, string>,
-  raw: { SCRIPT_NAME?: Uint8Array; PATH_INFO?: Uint8Array },
-  mount: string | undefined,
-): [Uint8Array, Uint8Array] {
-  let script = raw.SCRIPT_NAME ?? EMPTY;
-  let info = raw.PATH_INFO ?? EMPTY;
-  if (raw.SCRIPT_NAME === undefined && raw.PATH_INFO === undefined) {
-    info = decodedUriPath(vars);
-  }
+function splitPath(vars: Record<string, string>, mount: string | undefined): [string, string] {
+  const neither = vars.SCRIPT_NAME === undefined && vars.PATH_INFO === undefined;
+  let script = vars.SCRIPT_NAME ?? '';
+  let info = neither ? decodedUriPath(vars) : (vars.PATH_INFO ?? '');
   if (mount !== undefined) {
-    const full =
-      raw.SCRIPT_NAME === undefined && raw.PATH_INFO === undefined
-        ? info
-        : Buffer.concat([script, info]);
-    const m = Buffer.from(mount.replace(/\/+$/, ''), 'latin1');
-    const f = Buffer.from(full.buffer, full.byteOffset, full.byteLength);
-    if (m.length === 0) return [EMPTY, f];
-    if (f.subarray(0, m.length).equals(m) && (f.length === m.length || f[m.length] === 0x2f)) {
-      return [m, f.subarray(m.length)];
+    const full = neither ? info : script + info;
+    const m = mount.replace(/\/+$/, '');
+    if (m.length === 0) return ['', full];
+    if (full.startsWith(m) && (full.length === m.length || full.charCodeAt(m.length) === 0x2f)) {
+      return [m, full.slice(m.length)];
     }
-    return [EMPTY, f];
+    return ['', full];
   }
   // SCRIPT_NAME never ends in "/": move the slash to PATH_INFO.
-  while (script.length > 0 && script[script.length - 1] === 0x2f) {
-    script = script.subarray(0, script.length - 1);
-    info = Buffer.concat([SLASH, info]);
+  while (script.length > 0 && script.charCodeAt(script.length - 1) === 0x2f) {
+    script = script.slice(0, -1);
+    info = `/${info}`;
   }
   return [script, info];
 }
-const SLASH = Buffer.from('/');
 
-function decodedUriPath(vars: Record<string, string>): Uint8Array {
-  if (vars.DOCUMENT_URI !== undefined) return Buffer.from(vars.DOCUMENT_URI, 'latin1');
+function decodedUriPath(vars: Record<string, string>): string {
+  if (vars.DOCUMENT_URI !== undefined) return vars.DOCUMENT_URI;
   const uri = vars.REQUEST_URI;
-  if (uri === undefined) return EMPTY;
+  if (uri === undefined) return '';
   const q = uri.indexOf('?');
   let p = q < 0 ? uri : uri.slice(0, q);
   // An absolute-form target (RFC 9112 section 3.2.2) carries scheme and authority.
   const abs = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*/.exec(p);
   if (abs) p = p.slice(abs[0].length) || '/';
-  return percentDecodeBytes(p);
+  return p.includes('%') ? percentDecodeBytes(p).toString('latin1') : p;
 }

@@ -175,10 +175,11 @@ class Exchange {
   }
 
   async run(): Promise<RunResult> {
-    const onAbort = () => {
-      void this.closeBody();
-    };
-    this.signal.addEventListener('abort', onAbort, { once: true });
+    // The abort listener closes a body that is waiting for data (a stream, a generator
+    // awaiting something) as soon as the client goes away. An array body never waits, and
+    // a listener costs an add and a remove per request, so arrays go without one; the
+    // signal is also checked before every chunk.
+    let onAbort: (() => void) | undefined;
     try {
       let result: unknown;
       try {
@@ -190,6 +191,12 @@ class Exchange {
       try {
         await this.settleWrites();
         const body = this.bodyOf(result);
+        if (body !== null && !Array.isArray(body)) {
+          onAbort = () => {
+            void this.closeBody();
+          };
+          this.signal.addEventListener('abort', onAbort, { once: true });
+        }
         await this.iterate(body);
         await this.settleWrites();
         return await this.finish();
@@ -200,7 +207,7 @@ class Exchange {
       }
     } finally {
       this.finished = true;
-      this.signal.removeEventListener('abort', onAbort);
+      if (onAbort) this.signal.removeEventListener('abort', onAbort);
     }
   }
 
