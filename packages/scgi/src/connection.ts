@@ -1,0 +1,521 @@
+// One SCGI connection: one request (SCGI spec section 2: "When the SCGI server sees the end
+// of the request it sends back a response and closes the connection"). No node:net here:
+// the connection works on any Duplex; server.ts owns the listening socket.
+import { Buffer } from 'node:buffer';
+import type { Duplex } from 'node:stream';
+import {
+  type Application,
+  type ByteSource,
+  buildEnviron,
+  createLogSink,
+  type ErrorSink,
+  isTsgiError,
+  type ResponseHead,
+  type RunResult,
+  runApp,
+  serializeCgiHead,
+  statusLine,
+  type Transport,
+  TsgiError,
+} from '@tsgi/core';
+import { checkMaxHeaderBytes, decodeHeaders, NetstringFramer } from './codec.js';
+
+/** ScgiConnectionOptions: per-connection settings shared by `handleScgiConnection` and `serveScgi`. */
+export interface ScgiConnectionOptions {
+  /** maxHeaderBytes: largest netstring header block accepted (checked before buffering). Default 64 KiB. */
+  maxHeaderBytes?: number;
+  /**
+   * headerTimeoutMs: time allowed from the connection's start to the netstring's `,`.
+   * A peer that dribbles its header (slowloris) is cut off. Default 30 s; 0 disables.
+   */
+  headerTimeoutMs?: number;
+  /**
+   * lingerMs: after the response, how long unread request bytes are read and discarded
+   * while waiting for the front server to close (a lingering close: closing with unread
+   * data would send a RST that can destroy the response in the peer's receive buffer).
+   * Default 5 s.
+   */
+  lingerMs?: number;
+  /**
+   * errorResponses: answer a malformed request with a minimal CGI-style response
+   * (`Status: 400 Bad Request`, or 413/431/408) before closing, when nothing has been sent
+   * yet. Default true; false closes the connection silently (the front server then
+   * reports 502).
+   */
+  errorResponses?: boolean;
+  /** errors: where `tsgi.errors` and the adapter's own reports go. Default: stderr, level info. */
+  errors?: ErrorSink;
+  /** mount: where the app is mounted; see the core's `EnvironOptions.mount` (nginx sends no SCRIPT_NAME). */
+  mount?: string;
+  /** uriEncoding: see the core's `EnvironOptions.uriEncoding`. */
+  uriEncoding?: string;
+  /** maxBodyBytes: largest CONTENT_LENGTH accepted (a 413 before the body is read). */
+  maxBodyBytes?: number;
+  /** urlScheme: overrides the scheme derived from HTTPS / REQUEST_SCHEME. */
+  urlScheme?: 'http' | 'https';
+  /** multiprocess: the value of `tsgi.multiprocess` (true when several processes share the socket). */
+  multiprocess?: boolean;
+  /** mapHeadToGet: see the core's `RunOptions.mapHeadToGet`. */
+  mapHeadToGet?: 'off' | 'on' | 'auto';
+  /** extra: extra environ keys for every request. */
+  extra?: Record<string, unknown>;
+}
+
+/** ScgiConnectionPhase: where a connection is: waiting for its first byte, reading the header, running the app, closing. */
+export type ScgiConnectionPhase = 'idle' | 'header' | 'running' | 'closing' | 'closed';
+
+const DEFAULT_HEADER_TIMEOUT_MS = 30_000;
+const DEFAULT_LINGER_MS = 5_000;
+
+/**
+ * ScgiConnection: serves the one request of an SCGI connection: frames and decodes the
+ * netstring header (codec.ts), builds the environ with the core's `buildEnviron`, runs the
+ * app with `runApp`, writes the core's CGI-style head and the body, then closes.
+ *
+ * - Request body: `tsgi.input` reads from a ByteSource over exactly CONTENT_LENGTH bytes
+ *   after the `,`; bytes past it are read and ignored. The socket stays paused unless the
+ *   app is waiting in a read, so an app that does not read a large body holds at most one
+ *   socket chunk in memory (backpressure reaches the front server through TCP).
+ * - CONTENT_LENGTH is trusted alone. nginx passes HTTP_TRANSFER_ENCODING=chunked after it
+ *   dechunked the body, and nginx 1.22 with `scgi_request_buffering off` sends a wrong
+ *   CONTENT_LENGTH with the real one in HTTP_CONTENT_LENGTH; `buildEnviron` warns about the
+ *   disagreement (research/real-servers.md).
+ * - A half-close from the peer (FIN) ends the request body but does not end the request:
+ *   lighttpd's mod_scgi has shut down its write side after sending the request. A reset or
+ *   a failed write (the front server gave up, e.g. nginx after its client left) aborts
+ *   `tsgi.signal`; the core then closes the app's body.
+ * - A broken response (the core's `abort`) is ended with a TCP reset, not a FIN: SCGI
+ *   responses have no framing of their own, so a clean close would pass a truncated body
+ *   off as complete when there is no Content-Length.
+ */
+export class ScgiConnection {
+  /** ScgiConnection.done: resolves when the socket has closed and the request (if any) has finished. */
+  readonly done: Promise<void>;
+  /** ScgiConnection.closed: resolves when the socket has closed (the app may still be running). */
+  readonly closed: Promise<void>;
+  private phase_: ScgiConnectionPhase = 'idle';
+  private readonly framer: NetstringFramer;
+  private readonly sink: ErrorSink;
+  private readonly controller = new AbortController();
+  private body: BodySource | undefined;
+  private headerTimer: NodeJS.Timeout | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  /** Bytes of the response were written: no error response any more. */
+  private wrote = false;
+  /** The response ended (cleanly or not): a close is no longer the client going away. */
+  private finished = false;
+  private socketClosed = false;
+  private running: Promise<unknown> = Promise.resolve();
+  private drainWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
+  private resolveClosed!: () => void;
+
+  constructor(
+    private readonly socket: Duplex,
+    private readonly app: Application,
+    private readonly options: ScgiConnectionOptions = {},
+  ) {
+    this.framer = new NetstringFramer({
+      maxHeaderBytes: checkMaxHeaderBytes(options.maxHeaderBytes),
+    });
+    this.sink = options.errors ?? createLogSink('info');
+    this.closed = new Promise<void>((r) => {
+      this.resolveClosed = r;
+    });
+    this.done = this.closed.then(() => this.running).then(() => undefined);
+
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+    socket.on('drain', this.onDrain);
+
+    const t = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
+    if (t > 0) {
+      this.headerTimer = setTimeout(() => {
+        this.headerTimer = undefined;
+        if (this.phase_ === 'idle') {
+          // Connected and sent nothing: no request to answer.
+          this.sink(
+            `scgi: connection sent nothing within ${t} ms (headerTimeoutMs); closed`,
+            'debug',
+          );
+          this.finished = true;
+          this.phase_ = 'closing';
+          this.socket.destroy();
+          return;
+        }
+        if (this.phase_ !== 'header') return;
+        this.reject(
+          new TsgiError(
+            'ERR_SCGI_HEADER_TIMEOUT',
+            `scgi: no complete header within ${t} ms (headerTimeoutMs)`,
+            { status: 408 },
+          ),
+          'warn',
+        );
+      }, t);
+      this.headerTimer.unref?.();
+    }
+  }
+
+  /** ScgiConnection.phase: where the connection is (used by `serveScgi` for a graceful close). */
+  get phase(): ScgiConnectionPhase {
+    return this.phase_;
+  }
+
+  /** ScgiConnection.signal: the request's AbortSignal (`tsgi.signal`). */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /**
+   * ScgiConnection.destroy: closes the connection now. A running request sees its
+   * `tsgi.signal` aborted with `reason` (a server shutting down past its grace period).
+   */
+  destroy(reason?: Error): void {
+    if (!this.finished) this.goAway(reason);
+    this.socket.destroy();
+  }
+
+  private readonly onData = (chunk: Buffer) => {
+    if (this.phase_ === 'idle') this.phase_ = 'header';
+    if (this.phase_ === 'header') {
+      let frame: ReturnType<NetstringFramer['push']>;
+      try {
+        frame = this.framer.push(chunk);
+      } catch (e) {
+        this.reject(e, 'error');
+        return;
+      }
+      if (frame !== undefined) this.start(frame.block, frame.rest);
+      return;
+    }
+    if (this.body !== undefined) this.body.onData(chunk);
+    // Otherwise: after an early error or the response, request bytes are discarded.
+  };
+
+  private readonly onEnd = () => {
+    if (this.phase_ === 'idle' || this.phase_ === 'header') {
+      try {
+        this.framer.end();
+      } catch (e) {
+        this.reject(e, 'error');
+        return;
+      }
+      // Nothing was sent (a health check that connects and closes): close quietly.
+      this.clearHeaderTimer();
+      this.phase_ = 'closing';
+      this.socket.end();
+      return;
+    }
+    this.body?.onEnd();
+  };
+
+  private readonly onError = (e: Error) => {
+    // A reset or broken pipe: the front server gave up. 'close' follows.
+    this.sink(`scgi: connection error: ${e.message}`, 'debug');
+    this.body?.onFailure(this.goneError());
+  };
+
+  private readonly onClose = () => {
+    this.socketClosed = true;
+    this.phase_ = 'closed';
+    this.clearHeaderTimer();
+    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    if (!this.finished) this.goAway(this.goneError());
+    this.body?.onFailure(this.goneError());
+    for (const w of this.drainWaiters.splice(0)) w.reject(this.goneError());
+    this.resolveClosed();
+  };
+
+  private readonly onDrain = () => {
+    for (const w of this.drainWaiters.splice(0)) w.resolve();
+  };
+
+  private goneError(): Error {
+    return new TsgiError(
+      'ERR_SCGI_CLIENT_GONE',
+      'scgi: the front server closed the connection before the response was complete',
+    );
+  }
+
+  private goAway(reason: Error = this.goneError()) {
+    this.finished = true;
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
+  }
+
+  private clearHeaderTimer() {
+    if (this.headerTimer !== undefined) {
+      clearTimeout(this.headerTimer);
+      this.headerTimer = undefined;
+    }
+  }
+
+  /** The netstring is complete: decode it and run the request. */
+  private start(block: Uint8Array, rest: Uint8Array) {
+    this.clearHeaderTimer();
+    this.phase_ = 'running';
+    // Backpressure from here on: nothing more is read until the app asks for body bytes.
+    this.socket.pause();
+    let params: Array<[string, string]>;
+    let contentLength: number;
+    try {
+      ({ params, contentLength } = decodeHeaders(block));
+    } catch (e) {
+      this.reject(e, 'error');
+      return;
+    }
+    this.body = new BodySource(this.socket, contentLength, rest);
+    let environ: ReturnType<typeof buildEnviron>;
+    try {
+      environ = buildEnviron(params, {
+        input: this.body,
+        signal: this.controller.signal,
+        errors: this.sink,
+        mount: this.options.mount,
+        uriEncoding: this.options.uriEncoding,
+        maxBodyBytes: this.options.maxBodyBytes,
+        urlScheme: this.options.urlScheme,
+        multithread: false,
+        multiprocess: this.options.multiprocess ?? false,
+        runOnce: false,
+        extra: this.options.extra,
+      });
+    } catch (e) {
+      // 400 (a duplicate CONTENT_TYPE, ...) or 413 (maxBodyBytes): nothing was read yet.
+      this.body.discard();
+      this.reject(e, 'warn');
+      return;
+    }
+    this.running = runApp(this.app, environ, this.transport(), {
+      mapHeadToGet: this.options.mapHeadToGet,
+      // CGI-style backends send the HEAD body; the front server strips it (SPEC rule 8.2).
+      headBody: 'send',
+      log: this.sink,
+    }).then(
+      (r: RunResult) => r,
+      (e: unknown) => {
+        // runApp never rejects; this is a last resort against a bug.
+        this.sink(`scgi: request failed: ${describe(e)}`, 'error');
+        this.reset();
+      },
+    );
+  }
+
+  private transport(): Transport {
+    const socket = this.socket;
+    return {
+      sendHead: (head: ResponseHead) => {
+        this.checkOpen();
+        this.wrote = true;
+        // Head and first chunk leave in one segment: cork now, uncork on the next tick.
+        socket.cork();
+        socket.write(serializeCgiHead(head));
+        process.nextTick(() => socket.uncork());
+      },
+      write: (chunk: Uint8Array) => {
+        this.checkOpen();
+        if (socket.write(chunk)) return;
+        return new Promise<void>((resolve, reject) => {
+          this.drainWaiters.push({ resolve, reject });
+        });
+      },
+      end: () => {
+        this.checkOpen();
+        this.finished = true;
+        this.closeGracefully();
+      },
+      abort: () => {
+        this.finished = true;
+        this.reset();
+      },
+    };
+  }
+
+  private checkOpen() {
+    if (this.socketClosed || this.socket.destroyed) {
+      throw this.controller.signal.reason instanceof Error
+        ? this.controller.signal.reason
+        : this.goneError();
+    }
+  }
+
+  /**
+   * Ends the response with a FIN, then reads and discards whatever request bytes remain
+   * until the front server closes or `lingerMs` passes (lingering close).
+   */
+  private closeGracefully() {
+    this.phase_ = 'closing';
+    this.body?.discard();
+    this.socket.end();
+    this.socket.resume();
+    const t = this.options.lingerMs ?? DEFAULT_LINGER_MS;
+    this.lingerTimer = setTimeout(() => this.socket.destroy(), t);
+    this.lingerTimer.unref?.();
+  }
+
+  /** Ends the connection with a TCP reset where the socket supports it (net.Socket does). */
+  private reset() {
+    this.phase_ = 'closing';
+    const s = this.socket as Duplex & { resetAndDestroy?: () => unknown };
+    if (typeof s.resetAndDestroy === 'function' && !s.destroyed) {
+      try {
+        s.resetAndDestroy();
+        return;
+      } catch {
+        // Not connected any more: a plain destroy below.
+      }
+    }
+    s.destroy();
+  }
+
+  /**
+   * A malformed request or a request refused before the app ran: log it, answer with a
+   * minimal CGI-style error response when nothing was sent yet, and close this
+   * connection only.
+   */
+  private reject(e: unknown, level: 'debug' | 'warn' | 'error') {
+    this.clearHeaderTimer();
+    this.finished = true;
+    if (this.phase_ === 'closing' || this.phase_ === 'closed') return;
+    const err = isTsgiError(e) ? e : new TsgiError('ERR_SCGI_INTERNAL', `scgi: ${describe(e)}`);
+    this.sink(err.message, level);
+    if (this.options.errorResponses === false || this.wrote || this.socket.destroyed) {
+      this.phase_ = 'closing';
+      this.socket.destroy();
+      return;
+    }
+    const code = err.status ?? 400;
+    const text = Buffer.from(`${statusLine(code)}\n`, 'latin1');
+    const head: ResponseHead = {
+      status: statusLine(code),
+      code,
+      headers: [
+        ['Content-Type', 'text/plain; charset=utf-8'],
+        ['Content-Length', String(text.length)],
+      ],
+      contentLength: text.length,
+    };
+    this.wrote = true;
+    this.socket.write(Buffer.concat([serializeCgiHead(head), text]));
+    this.closeGracefully();
+  }
+}
+
+/**
+ * BodySource: the ByteSource behind `tsgi.input`: exactly CONTENT_LENGTH bytes, starting
+ * with the bytes that followed the netstring's `,`. The socket is resumed only while a
+ * pull() waits, and paused again as soon as a chunk arrives.
+ */
+class BodySource implements ByteSource {
+  private pending: Buffer | undefined;
+  private remaining: number;
+  private eof = false;
+  private failure: Error | undefined;
+  private waiter: { resolve(c: Uint8Array | null): void; reject(e: Error): void } | undefined;
+  private discarding = false;
+
+  constructor(
+    private readonly socket: Duplex,
+    contentLength: number,
+    rest: Uint8Array,
+  ) {
+    this.remaining = contentLength;
+    if (rest.length > 0) this.pending = toBuffer(rest);
+    if (this.remaining === 0) this.discard();
+  }
+
+  pull(): Promise<Uint8Array | null> {
+    if (this.remaining === 0) return Promise.resolve(null);
+    if (this.pending !== undefined) {
+      const c = this.pending;
+      this.pending = undefined;
+      return Promise.resolve(this.cut(c));
+    }
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.eof) return Promise.resolve(null);
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+      this.socket.resume();
+    });
+  }
+
+  onData(chunk: Buffer) {
+    if (this.discarding) return;
+    this.socket.pause();
+    const w = this.waiter;
+    if (w !== undefined) {
+      this.waiter = undefined;
+      w.resolve(this.cut(chunk));
+      return;
+    }
+    // A chunk that was already on its way when the socket was paused: keep it (at most
+    // one socket read).
+    this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
+  }
+
+  /** The peer half-closed: the body ends here (the core reports a short one). */
+  onEnd() {
+    this.eof = true;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.resolve(null);
+  }
+
+  onFailure(e: Error) {
+    if (this.remaining === 0 || this.eof) return;
+    this.failure ??= e;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(e);
+  }
+
+  /** No more body is wanted: drop what is buffered and let the socket flow (bytes are ignored). */
+  discard() {
+    this.discarding = true;
+    this.pending = undefined;
+    this.remaining = 0;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.resolve(null);
+    this.socket.resume();
+  }
+
+  /** Never past CONTENT_LENGTH: whatever follows the body is not this request's. */
+  private cut(chunk: Buffer): Buffer {
+    if (chunk.length < this.remaining) {
+      this.remaining -= chunk.length;
+      return chunk;
+    }
+    const c = chunk.subarray(0, this.remaining);
+    this.remaining = 0;
+    // Body complete: read on and ignore the rest, so a reset or close is seen promptly.
+    this.discarding = true;
+    this.socket.resume();
+    return c;
+  }
+}
+
+function toBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+function describe(e: unknown): string {
+  if (isTsgiError(e)) return e.message;
+  if (e instanceof Error) return e.stack ?? `${e.name}: ${e.message}`;
+  return String(e);
+}
+
+/**
+ * handleScgiConnection: serves the one request on `socket` (any Duplex: a net.Socket from
+ * your own server, a TLS socket, a test pair) and returns the `ScgiConnection`; its `done`
+ * resolves when the connection has closed. Open the socket with `allowHalfOpen: true`,
+ * so a front server's half-close does not stop the response.
+ */
+export function handleScgiConnection(
+  socket: Duplex,
+  app: Application,
+  options: ScgiConnectionOptions = {},
+): ScgiConnection {
+  return new ScgiConnection(socket, app, options);
+}
