@@ -215,8 +215,8 @@ describe('fromNodeListener: req', () => {
     expect(events[0]).toBe('aborted');
     expect(events).toContain('close');
     expect(events.some((e) => e.startsWith('error:'))).toBe(true);
-    // Nothing was sent yet: the core answers with its fixed 500 and logs why.
-    expect(res.status).toBe(500);
+    // Nothing was sent yet: the truncated body is the client's fault, so the core answers 400 (SPEC 7.1) and logs why.
+    expect(res.status).toBe(400);
     expect(res.log.some((l) => /request body ended after 3 of 10 bytes/.test(l.text))).toBe(true);
   });
 });

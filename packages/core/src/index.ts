@@ -3,11 +3,17 @@
 export { type CompressOptions, compress } from './compress.js';
 export { buildEnviron, type CgiParams, type EnvironOptions } from './environ.js';
 export { isTsgiError, TsgiError } from './errors.js';
-export { createErrorStream, createLogSink } from './errorstream.js';
+export { createErrorStream, createLogSink, sinkOf } from './errorstream.js';
 export { FileWrapper, fileWrapper } from './filewrapper.js';
 export { describeChar, getHeader, HOP_BY_HOP, validateResponseHead } from './headers.js';
 export { createInput, drainInput, Input, sourceFromIterable } from './input.js';
-export { isLatin1, latin1Decode, latin1Encode, percentDecodeBytes } from './latin1.js';
+export {
+  isLatin1,
+  latin1Decode,
+  latin1Encode,
+  percentDecodeBytes,
+  percentEncodePath,
+} from './latin1.js';
 export {
   type HttpHeadersResult,
   httpHeadersToCgi,

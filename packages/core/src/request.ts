@@ -78,6 +78,10 @@ export function requestToCgi(
   let target = line.target;
   const abs = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?]*/.exec(target);
   if (abs) target = target.slice(abs[0].length) || '/';
+  // A fragment is never part of a request target (RFC 9112 section 3.2); a raw client
+  // that sends one does not get it into PATH_INFO or QUERY_STRING. REQUEST_URI stays raw.
+  const hash = target.indexOf('#');
+  if (hash >= 0) target = target.slice(0, hash);
   const q = target.indexOf('?');
   const path = percentDecodeBytes(q < 0 ? target : target.slice(0, q)).toString('latin1');
   const mount = (line.mount ?? '').replace(/\/+$/, '');

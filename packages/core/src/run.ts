@@ -4,7 +4,7 @@ import { sinkOf } from './errorstream.js';
 import { FileWrapper } from './filewrapper.js';
 import { validateResponseHead } from './headers.js';
 import { latin1Encode } from './latin1.js';
-import { statusLine } from './status.js';
+import { STATUS_REASONS, statusLine } from './status.js';
 import type {
   Application,
   Body,
@@ -63,16 +63,27 @@ export interface RunResult {
   error?: Error;
 }
 
-const ERROR_BODY = Buffer.from('Internal Server Error\n', 'latin1');
-const ERROR_HEAD: ResponseHead = Object.freeze({
-  status: '500 Internal Server Error',
-  code: 500,
-  headers: Object.freeze([
-    ['Content-Type', 'text/plain; charset=utf-8'],
-    ['Content-Length', String(ERROR_BODY.length)],
-  ]) as unknown as HeaderList,
-  contentLength: ERROR_BODY.length,
-});
+/** A fixed error response: `<code> <reason>` with the reason as a plain-text body. */
+function fixedResponse(code: number): { head: ResponseHead; body: Buffer } {
+  const body = Buffer.from(`${STATUS_REASONS[code] ?? 'Error'}\n`, 'latin1');
+  const head: ResponseHead = Object.freeze({
+    status: statusLine(code),
+    code,
+    headers: Object.freeze([
+      ['Content-Type', 'text/plain; charset=utf-8'],
+      ['Content-Length', String(body.length)],
+    ]) as unknown as HeaderList,
+    contentLength: body.length,
+  });
+  return { head, body };
+}
+const ERROR_RESPONSE = fixedResponse(500);
+const clientErrors = new Map<number, { head: ResponseHead; body: Buffer }>();
+function clientErrorResponse(code: number) {
+  let r = clientErrors.get(code);
+  if (!r) clientErrors.set(code, (r = fixedResponse(code)));
+  return r;
+}
 
 /**
  * isResponseObject: true for the WSGI 2.0 return style (SPEC rule 3.2): a non-null
@@ -184,7 +195,7 @@ class Exchange {
       let result: unknown;
       try {
         result = this.app(this.environ, this.startResponse);
-        if (result instanceof Promise) result = await result;
+        if (result instanceof Promise) result = await this.untilAbort(result);
       } catch (e) {
         return await this.fail(e);
       }
@@ -209,6 +220,41 @@ class Exchange {
       this.finished = true;
       if (onAbort) this.signal.removeEventListener('abort', onAbort);
     }
+  }
+
+  /**
+   * Awaits an async app, but gives up when the client goes away: the transport is then
+   * released at once instead of waiting for an app that may never finish, and whatever
+   * body the app returns later is closed (SPEC rule 6.1).
+   */
+  private untilAbort(p: Promise<unknown>): Promise<unknown> {
+    const signal = this.signal;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const onAbort = () => {
+        if (settled) return;
+        settled = true;
+        reject(clientGone(signal));
+        p.then(closeLate, () => undefined);
+      };
+      // Already gone: let a promise that has settled win first, then give up.
+      if (signal.aborted) setImmediate(onAbort);
+      else signal.addEventListener('abort', onAbort, { once: true });
+      p.then(
+        (v) => {
+          if (settled) return;
+          settled = true;
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (e) => {
+          if (settled) return;
+          settled = true;
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
   }
 
   /** The body to iterate, after telling the two return styles apart (SPEC rule 3.2). */
@@ -408,17 +454,24 @@ class Exchange {
       );
     }
     if (!this.headSent && !gone) {
-      // SPEC rule 7.1: a fixed 500, no diagnostics to the client.
+      // SPEC rule 7.1: a fixed 500, no diagnostics to the client. A request the core
+      // itself found bad (a TsgiError carrying a 4xx status, e.g. a truncated body) is the
+      // client's fault and gets that status instead, equally without diagnostics.
       this.headSent = true;
+      const code = isTsgiError(e) ? e.status : undefined;
+      const { head, body } =
+        code !== undefined && code >= 400 && code < 500
+          ? clientErrorResponse(code)
+          : ERROR_RESPONSE;
       try {
-        await this.transport.sendHead(ERROR_HEAD);
-        if (!this.dropBody) await this.transport.write(ERROR_BODY);
+        await this.transport.sendHead(head);
+        if (!this.dropBody) await this.transport.write(body);
         await this.transport.end();
-        return { outcome: 'complete', head: ERROR_HEAD, bodyBytes: ERROR_BODY.length, error };
+        return { outcome: 'complete', head, bodyBytes: body.length, error };
       } catch (e2) {
         const err2 = e2 instanceof Error ? e2 : new Error(String(e2));
         await this.abort(err2);
-        return { outcome: 'aborted', head: ERROR_HEAD, bodyBytes: 0, error: err2 };
+        return { outcome: 'aborted', head, bodyBytes: 0, error: err2 };
       }
     }
     await this.abort(error);
@@ -446,6 +499,21 @@ class Exchange {
     } catch (e) {
       this.log(`core: body close() failed: ${describe(e)}`, 'error');
     }
+  }
+}
+
+/** Closes a body returned after its request was abandoned; errors are ignored. */
+function closeLate(v: unknown): void {
+  const b = (isResponseObject(v) ? v.body : v) as Record<string | symbol, any> | null | undefined;
+  if (typeof b !== 'object' || b === null) return;
+  const ignore = () => undefined;
+  try {
+    if (typeof b.close === 'function') Promise.resolve(b.close()).catch(ignore);
+    else if (typeof b.cancel === 'function') Promise.resolve(b.cancel()).catch(ignore);
+    else if (typeof b.destroy === 'function') b.destroy();
+    else if (typeof b.return === 'function') Promise.resolve(b.return()).catch(ignore);
+  } catch {
+    // A body that cannot even be closed has nothing more to give.
   }
 }
 

@@ -670,6 +670,17 @@ describe('request header normalisation [1.8]', () => {
     expect(env(vars).HTTP_X_LATIN).toBe('caf\u00e9');
   });
 
+  it('[1.8][1.3] requestToCgi: a fragment stays in REQUEST_URI but not in PATH_INFO or QUERY_STRING', () => {
+    const a = requestToCgi({ method: 'GET', target: '/p%20q?x=1#frag' }, []).vars;
+    expect([a.REQUEST_URI, a.PATH_INFO, a.QUERY_STRING]).toEqual([
+      '/p%20q?x=1#frag',
+      '/p q',
+      'x=1',
+    ]);
+    const b = requestToCgi({ method: 'GET', target: '/p#f?notquery' }, []).vars;
+    expect([b.PATH_INFO, b.QUERY_STRING]).toEqual(['/p', '']);
+  });
+
   it('[1.8][1.3][1.4] requestToCgi: raw REQUEST_URI, PATH_INFO decoded once, mount split', () => {
     const { vars } = requestToCgi(
       {

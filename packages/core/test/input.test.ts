@@ -427,7 +427,7 @@ describe('tsgi.input: the rules one by one', () => {
     await expect(input.read(1)).rejects.toBe(boom);
   });
 
-  it('[2.8] through runApp: the app sees the error; uncaught, it is a 500', async () => {
+  it("[2.8][7.1] through runApp: the app sees the error; uncaught, it is a 400 (the client's fault)", async () => {
     const res = await request(
       async (environ, sr) => {
         await environ['tsgi.input'].read();
@@ -436,7 +436,9 @@ describe('tsgi.input: the rules one by one', () => {
       },
       { method: 'POST', body: [latin1('abc')], chunked: true, vars: { CONTENT_LENGTH: '10' } },
     );
-    expect(res.status).toBe(500);
+    expect(res.raw.toString('latin1')).toBe(
+      'Status: 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\r\nBad Request\n',
+    );
     expect(res.log.some((l) => l.level === 'error' && l.text.includes('ended after 3 of 10'))).toBe(
       true,
     );

@@ -1077,6 +1077,31 @@ describe('client gone [6.2]', () => {
     expect(log).toEqual([{ level: 'debug', text: 'core: client went away: GET /x' }]);
   });
 
+  it('[6.2] an async app still waiting when the client leaves: runApp resolves at once, the late body is closed', async () => {
+    const t = new MemoryTransport();
+    const { environ, ac, log } = setup({}, t);
+    const app = deferred<Body>();
+    let closed = 0;
+    const running = runApp(() => app.promise, environ, t);
+    await tick();
+    ac.abort(new Error('peer reset'));
+    const result = await running;
+    expect(result.outcome).toBe('aborted');
+    expect(t.calls).toEqual(['abort']);
+    expect(t.aborted?.message).toBe('peer reset');
+    expect(log).toEqual([{ level: 'debug', text: 'core: client went away: GET /x' }]);
+    app.resolve({
+      *[Symbol.iterator]() {
+        yield 'late';
+      },
+      close() {
+        closed++;
+      },
+    } as unknown as Body);
+    await tick();
+    expect(closed).toBe(1);
+  });
+
   it('[6.2] the signal reason becomes the abort reason when the core notices', async () => {
     const t = new MemoryTransport();
     const { environ, ac } = setup({}, t);
