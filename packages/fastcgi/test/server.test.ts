@@ -694,9 +694,20 @@ describe('server', () => {
   });
 });
 
+/**
+ * A real-client test skips with a visible message when its binary is absent, and runs
+ * (and so fails) when CI sets TSGI_REQUIRE_SERVERS=1.
+ */
+function missing(path: string, pkg: string): boolean {
+  if (existsSync(path)) return false;
+  if (process.env.TSGI_REQUIRE_SERVERS === '1') return false;
+  console.warn(`SKIP ${path} not installed (apt-get install ${pkg})`);
+  return true;
+}
+
 describe('spawn-fcgi: the listening socket on fd 0 (S2.2)', () => {
   const SPAWN_FCGI = '/usr/bin/spawn-fcgi';
-  it.skipIf(!existsSync(SPAWN_FCGI))(
+  it.skipIf(missing(SPAWN_FCGI, 'spawn-fcgi'))(
     'listen { fd: 0 } serves the socket spawn-fcgi passes',
     async () => {
       const dir = await mkdtemp(join(tmpdir(), 'tsgi-fcgi-fd0-'));
@@ -743,7 +754,7 @@ describe('spawn-fcgi: the listening socket on fd 0 (S2.2)', () => {
 
 describe('cgi-fcgi (libfcgi) as a real client', () => {
   const CGI_FCGI = '/usr/bin/cgi-fcgi';
-  it.skipIf(!existsSync(CGI_FCGI))(
+  it.skipIf(missing(CGI_FCGI, 'libfcgi-bin'))(
     'POST with a body on stdin and non-UTF-8 params, byte-exact',
     async () => {
       const { port } = await start(async (env) => {
