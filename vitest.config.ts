@@ -12,6 +12,8 @@ export default defineConfig({
       { find: /^@tsgi\/core$/, replacement: src('core/src/index.ts') },
       { find: /^@tsgi\/fastcgi$/, replacement: src('fastcgi/src/index.ts') },
       { find: /^@tsgi\/scgi$/, replacement: src('scgi/src/index.ts') },
+      { find: /^@tsgi\/cgi\/entry$/, replacement: src('cgi/src/entry.ts') },
+      { find: /^@tsgi\/cgi\/httpoxy$/, replacement: src('cgi/src/httpoxy.ts') },
       { find: /^@tsgi\/cgi$/, replacement: src('cgi/src/index.ts') },
       { find: /^@tsgi\/http$/, replacement: src('http/src/index.ts') },
       { find: /^@tsgi\/bridges$/, replacement: src('bridges/src/index.ts') },

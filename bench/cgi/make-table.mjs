@@ -1,0 +1,215 @@
+#!/usr/bin/env node
+// make-table: renders what test/cgi/servers.test.ts observed (.tmp/cgi/servers.json) as the
+// markdown tables of docs/deploy/cgi.md.
+//
+//   npx vitest run test/cgi/servers.test.ts && node bench/cgi/make-table.mjs --write
+//
+// Without --write the tables go to stdout. With it they replace the text between the
+// `<!-- cgi-servers-table:begin -->` and `<!-- cgi-servers-table:end -->` markers.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '../..');
+const RESULTS = join(root, '.tmp/cgi/servers.json');
+const DOC = join(root, 'docs/deploy/cgi.md');
+const BEGIN = '<!-- cgi-servers-table:begin -->';
+const END = '<!-- cgi-servers-table:end -->';
+
+let results;
+try {
+  results = JSON.parse(readFileSync(RESULTS, 'utf8'));
+} catch {
+  console.error(`make-table: no ${RESULTS}; run npx vitest run test/cgi/servers.test.ts first`);
+  process.exit(1);
+}
+
+const ORDER = [
+  'apache-cgid-event',
+  'apache-cgi-prefork',
+  'apache-cgid-trust-cl',
+  'lighttpd',
+  'lighttpd-local-redir',
+  'nginx-fcgiwrap',
+];
+const fronts = ORDER.filter((id) => results.fronts[id]).map((id) => ({
+  id,
+  ...results.fronts[id],
+}));
+const missing = ORDER.filter((id) => !results.fronts[id]);
+
+/** framing: how a response was delimited. */
+const framing = (f) =>
+  f.contentLength !== null
+    ? `CL ${f.contentLength}`
+    : f.transferEncoding
+      ? 'chunked'
+      : 'no CL, no TE';
+
+const getHead = (o) => (o === undefined ? '?' : `GET ${framing(o.get)}; HEAD ${framing(o.head)}`);
+
+const compression = (o) => {
+  if (o === undefined) return '?';
+  const one = (f) => `${f.contentEncoding ?? 'not compressed'} (${framing(f)})`;
+  return `GET ${one(o.get)}; HEAD ${one(o.head)}`;
+};
+
+const same = (o) => (o === undefined ? '?' : o.identical ? 'same' : '**differ**');
+
+const headCell = (obs) => {
+  const plain = [obs.headWithCl, obs.headNoCl].every((o) => o?.identical);
+  const comp = [obs.compressionWithCl, obs.compressionNoCl].every((o) => o?.identical);
+  if (plain && comp) return 'same headers, compression on or off';
+  if (plain) return 'same headers; **with compression on, HEAD is not compressed**';
+  return `with CL: ${same(obs.headWithCl)}; without: ${same(obs.headNoCl)}`;
+};
+
+const chunked = (o) => {
+  if (o === undefined) return '?';
+  const cl =
+    o.contentLength === null
+      ? 'no CONTENT_LENGTH (streamed, stdin to EOF)'
+      : `CONTENT_LENGTH ${o.contentLength} (buffered)`;
+  const te = o.transferEncoding ? `; HTTP_TRANSFER_ENCODING=${o.transferEncoding}` : '';
+  return `${cl}${te}; md5 ${o.ok ? 'ok' : '**wrong**'}`;
+};
+
+const post = (o) =>
+  o === undefined
+    ? '?'
+    : `CONTENT_LENGTH ${o.contentLength ?? 'absent'}; md5 ${o.ok ? 'ok' : '**wrong**'}`;
+
+const redirect = (o) => {
+  if (o === undefined) return '?';
+  const main = o.servedTarget
+    ? 'internal redirect: the target is served (200)'
+    : `${o.status} to the client${o.location ? ` (Location: ${o.location})` : ''}`;
+  const under = o.underScript.landed ? 'internal' : `${o.underScript.status} to the client`;
+  return `${main}; back under the script's URL: ${under}`;
+};
+
+const ending = (x) => {
+  if (x.ended === 'timeout') return 'client left waiting (timeout)';
+  switch (x.framing) {
+    case 'chunked':
+      return 'looks complete (chunked, terminated)';
+    case 'length':
+      return 'looks complete (the server counted a CL)';
+    case 'truncated':
+      return 'visibly cut (CL not met, connection closed)';
+    case 'close':
+      return 'ends with the connection';
+    default:
+      return x.framing;
+  }
+};
+
+const thrown = (obs) => {
+  const o = obs.throwAfter;
+  if (o === undefined) return '?';
+  return `no CL: ${ending(o.noCl)}; CL 100: ${ending(o.cl100)}`;
+};
+
+const proxy = (o) =>
+  o === undefined
+    ? '?'
+    : `${o.environ === null ? 'stripped by the server' : 'passed (environ HTTP_PROXY)'}; process.env: ${o.processEnvAtLoad === null ? 'removed' : '**present**'}`;
+
+const nonUtf8 = (o) => {
+  if (o === undefined) return '?';
+  const path =
+    o.pathStatus === 200
+      ? `\`%E9\` in the path: PATH_INFO byte ${o.pathInfoHex?.slice(-2).toUpperCase()}`
+      : `\`%E9\` in the path: ${o.pathStatus} from the server`;
+  let query = `raw 0xE9 in the query: ${o.rawQueryStatus}`;
+  if (o.queryHex) {
+    query = o.queryHex.includes('636166e9')
+      ? 'raw 0xE9 in the query: passed raw'
+      : o.queryHex.includes('636166254539')
+        ? 'raw 0xE9 in the query: re-encoded as `%E9`'
+        : `raw 0xE9 in the query: ${o.queryHex}`;
+  }
+  const header = o.headerHex === '636166e9' ? 'header byte exact' : `header: ${o.headerHex}`;
+  return `${path}; ${query}; ${header}`;
+};
+
+const row = (cells) => `| ${cells.join(' | ')} |`;
+const lines = [];
+lines.push(
+  `Generated by \`node bench/cgi/make-table.mjs --write\` from the run of \`npx vitest run test/cgi/servers.test.ts\` (${fronts[0]?.node ?? ''}; ${[...new Set(fronts.map((f) => f.version))].join(', ')}). Do not edit by hand.`,
+);
+if (missing.length) lines.push('', `Not in this run: ${missing.join(', ')}.`);
+lines.push(
+  '',
+  '**Responses** (the app sends a 2000-byte text/plain body in two chunks, also on HEAD)',
+  '',
+);
+lines.push(
+  row([
+    'server',
+    'HEAD vs GET',
+    'app sends Content-Length',
+    'app sends no Content-Length',
+    'compression on, app sends CL',
+    'error after the head',
+  ]),
+);
+lines.push(row(Array(6).fill('---')));
+for (const f of fronts) {
+  const o = f.observed;
+  lines.push(
+    row([
+      f.label,
+      headCell(o),
+      getHead(o.headWithCl),
+      getHead(o.headNoCl),
+      compression(o.compressionWithCl),
+      thrown(o),
+    ]),
+  );
+}
+lines.push('', '**Requests**', '');
+lines.push(
+  row([
+    'server',
+    '10 MiB POST',
+    'chunked 10 MiB POST',
+    'local redirect (`Location: /path` only)',
+    '`Proxy:` header',
+    'non-UTF-8 bytes',
+  ]),
+);
+lines.push(row(Array(6).fill('---')));
+for (const f of fronts) {
+  const o = f.observed;
+  lines.push(
+    row([
+      f.label,
+      post(o.post10m),
+      chunked(o.chunkedPost),
+      redirect(o.localRedirect),
+      proxy(o.proxyHeader),
+      nonUtf8(o.nonUtf8),
+    ]),
+  );
+}
+const table = lines.join('\n');
+
+if (process.argv.includes('--write')) {
+  const doc = readFileSync(DOC, 'utf8');
+  const a = doc.indexOf(BEGIN);
+  const b = doc.indexOf(END);
+  if (a < 0 || b < a) {
+    console.error(`make-table: ${DOC} has no ${BEGIN} ... ${END} section`);
+    process.exit(1);
+  }
+  writeFileSync(DOC, `${doc.slice(0, a + BEGIN.length)}\n${table}\n${doc.slice(b)}`);
+  // The repository's formatter aligns markdown tables; run it so that `biome check` passes.
+  const biome = spawnSync(join(root, 'node_modules/.bin/biome'), ['format', '--write', DOC], {
+    stdio: 'inherit',
+  });
+  if (biome.status !== 0) console.error('make-table: biome format failed; run it on the doc');
+  console.log(`make-table: updated ${DOC}`);
+} else {
+  console.log(table);
+}
