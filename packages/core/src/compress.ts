@@ -1,13 +1,24 @@
 import { Buffer } from 'node:buffer';
-import { promisify } from 'node:util';
-import { brotliCompress, constants, gzip } from 'node:zlib';
 import { getHeader } from './headers.js';
 import { declareNeedsBody, isResponseObject } from './run.js';
 import { statusLine } from './status.js';
 import type { Application, Body, Chunk, HeaderList, ResponseObject } from './types.js';
 
-const gzipAsync = promisify(gzip);
-const brotliAsync = promisify(brotliCompress);
+// node:zlib is loaded on first use: importing @tsgi/core must not cost every app (a CGI
+// script pays for each module it loads, on every request) for a middleware it may not use.
+let zlib: typeof import('node:zlib') | undefined;
+async function compressBytes(encoding: 'br' | 'gzip', raw: Buffer): Promise<Buffer> {
+  zlib ??= await import('node:zlib');
+  const z = zlib;
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null, out: Buffer) => (err ? reject(err) : resolve(out));
+    if (encoding === 'br') {
+      z.brotliCompress(raw, { params: { [z.constants.BROTLI_PARAM_SIZE_HINT]: raw.length } }, done);
+    } else {
+      z.gzip(raw, done);
+    }
+  });
+}
 
 /** CompressOptions: which encodings, which types, and how much body may be buffered. */
 export interface CompressOptions {
@@ -102,10 +113,7 @@ export function compress(app: Application, options: CompressOptions = {}): Appli
     }
     if (eligible && encoding !== undefined) {
       const raw = Buffer.concat(parts, size);
-      const out =
-        encoding === 'br'
-          ? await brotliAsync(raw, { params: { [constants.BROTLI_PARAM_SIZE_HINT]: raw.length } })
-          : await gzipAsync(raw);
+      const out = await compressBytes(encoding, raw);
       const kept = headers.filter(([n]) => {
         const l = n.toLowerCase();
         return l !== 'content-length' && l !== 'etag';

@@ -19,7 +19,19 @@ export class TsgiError extends Error {
   }
 }
 
-/** isTsgiError tells whether `e` is a TsgiError, optionally with the given code. */
+const BRAND = Symbol.for('tsgi.error');
+Object.defineProperty(TsgiError.prototype, BRAND, { value: true });
+
+/**
+ * isTsgiError tells whether `e` is a TsgiError, optionally with the given code. It checks
+ * a `Symbol.for` brand, not `instanceof`, so errors from another copy of the core (a
+ * bundled CGI entry next to an installed @tsgi/core) are recognised too.
+ */
 export function isTsgiError(e: unknown, code?: string): e is TsgiError {
-  return e instanceof TsgiError && (code === undefined || e.code === code);
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    (e as Record<symbol, unknown>)[BRAND] === true &&
+    (code === undefined || (e as TsgiError).code === code)
+  );
 }

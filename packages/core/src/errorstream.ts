@@ -3,8 +3,9 @@ import type { ErrorSink, ErrorStream, LogLevel } from './types.js';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 /**
- * createLogSink: an ErrorSink that writes `tsgi[level]: text` lines to a stream (stderr
- * by default) and drops messages below `minLevel`. Client disconnects are logged at
+ * createLogSink: an ErrorSink that writes each message as a line, unchanged (messages
+ * carry their own `core: ` / `fastcgi: ` prefix), to a stream (stderr by default) and
+ * drops messages below `minLevel`. Client disconnects are logged at
  * `debug`, so the default `info` keeps them out of the log (mod_wsgi 3.0 change log).
  */
 export function createLogSink(

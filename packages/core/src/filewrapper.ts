@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { type FileHandle, open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type { FileWrapperLike, FileWrapperOptions } from './types.js';
 
 /**
@@ -34,7 +34,11 @@ export class FileWrapper implements FileWrapperLike {
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
-    if (this.handle === undefined) this.handle = await open(this.file as string, 'r');
+    // node:fs/promises is loaded on first use (a CGI script pays for every import).
+    if (this.handle === undefined) {
+      const { open } = await import('node:fs/promises');
+      this.handle = await open(this.file as string, 'r');
+    }
     while (this.remaining > 0 && !this.closed) {
       const size = Math.min(this.chunkSize, this.remaining);
       const buf = Buffer.allocUnsafe(size);

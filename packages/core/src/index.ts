@@ -22,6 +22,7 @@ export {
 } from './request.js';
 export {
   declareNeedsBody,
+  fixedResponse,
   isResponseObject,
   NEEDS_BODY_ON_HEAD,
   needsBody,

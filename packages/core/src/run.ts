@@ -55,7 +55,7 @@ export interface RunOptions {
 export interface RunResult {
   /** `complete`: the transport's `end` was called; `aborted`: its `abort`. */
   outcome: 'complete' | 'aborted';
-  /** The head that was committed (the fixed 500 head after an early app error). */
+  /** The head that was committed (after an early error, the fixed 500 or 4xx head of SPEC 7.1). */
   head: ResponseHead | undefined;
   /** Body bytes handed to the transport (or counted, for a dropped HEAD body). */
   bodyBytes: number;
@@ -63,8 +63,13 @@ export interface RunResult {
   error?: Error;
 }
 
-/** A fixed error response: `<code> <reason>` with the reason as a plain-text body. */
-function fixedResponse(code: number): { head: ResponseHead; body: Buffer } {
+/**
+ * fixedResponse: the core's fixed error response for `code` (SPEC rule 7.1): `<code>
+ * <reason>`, Content-Type text/plain, a correct Content-Length, and the reason phrase plus
+ * LF as the body. For adapters that must answer before `runApp` runs (a 400 or 413 that
+ * `buildEnviron` threw), so that every error response has one format.
+ */
+export function fixedResponse(code: number): { head: ResponseHead; body: Buffer } {
   const body = Buffer.from(`${STATUS_REASONS[code] ?? 'Error'}\n`, 'latin1');
   const head: ResponseHead = Object.freeze({
     status: statusLine(code),
