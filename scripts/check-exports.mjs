@@ -4,12 +4,10 @@
 // entry imports under plain Node ESM resolution, and nothing outside the map is
 // reachable by a deep import (internal files stay private).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 
 const root = resolve(import.meta.dirname, '..');
-const require = createRequire(import.meta.url);
 const { publint } = await import('publint');
 let failed = 0;
 const fail = (msg) => {
@@ -33,20 +31,29 @@ for (const dir of readdirSync(join(root, 'packages'))) {
     for (const f of files) if (!existsSync(join(pkgDir, f))) fail(`${pkg.name}: exports["${key}"] -> ${f} is missing (did the build run?)`);
     if (key === './package.json') continue;
     const spec = key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`;
-    try {
-      // Resolve from the package's own directory so workspace links are used.
-      const url = import.meta.resolve(spec, pathToFileURL(join(pkgDir, 'package.json')).href);
-      const mod = await import(url);
-      if (Object.keys(mod).length === 0 && !key.includes('bin')) fail(`${spec}: imports but exports nothing`);
-    } catch (e) {
-      if (key !== '.' || dir !== 'cli') fail(`${spec}: cannot be imported: ${e.message}`);
-    }
+    // Import it in a fresh Node process started in the package's directory: a package can
+    // import itself by name through its own `exports` map (self-reference), so this is
+    // exactly what a consumer's `import` resolves, on the Node version CI runs.
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const m = await import(${JSON.stringify(spec)}); if (Object.keys(m).length === 0) { console.error('exports nothing'); process.exit(3); }`,
+      ],
+      { cwd: pkgDir, encoding: 'utf8', env: { ...process.env, HTTP_PROXY: '' } },
+    );
+    if (r.status !== 0) fail(`${spec}: cannot be imported: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`);
   }
-  // A deep import of an internal file must not resolve.
-  try {
-    require.resolve(`${pkg.name}/dist/internal-probe.js`, { paths: [pkgDir] });
-    fail(`${pkg.name}: deep imports resolve; the exports map is not closed`);
-  } catch {}
+  // A deep import of a file that exists but is not in the map must be refused.
+  const deep = spawnSync(
+    process.execPath,
+    ['--input-type=module', '-e', `await import(${JSON.stringify(`${pkg.name}/dist/index.js`)})`],
+    { cwd: pkgDir, encoding: 'utf8' },
+  );
+  if (deep.status === 0 || !deep.stderr.includes('ERR_PACKAGE_PATH_NOT_EXPORTED')) {
+    fail(`${pkg.name}: a deep import of dist/index.js was not refused; the exports map is not closed`);
+  }
   console.log(`check-exports: ${pkg.name} ok (${Object.keys(pkg.exports ?? {}).join(', ')})`);
 }
 if (failed) {
