@@ -2,7 +2,7 @@ import { defineConfig } from 'tsup';
 
 // tsup.config: explicit entries only; everything else under src/ stays private.
 export default defineConfig({
-  entry: {"index":"src/index.ts","bin":"src/bin.ts"},
+  entry: { index: 'src/index.ts', bin: 'src/bin.ts' },
   format: ['esm'],
   dts: true,
   target: 'node20',

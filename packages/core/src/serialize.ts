@@ -45,5 +45,5 @@ export function isLocalRedirect(head: ResponseHead, bodyBytes: number): boolean 
       return false;
     }
   }
-  return location !== undefined && location.startsWith('/') && !location.startsWith('//');
+  return location?.startsWith('/') === true && !location.startsWith('//');
 }
