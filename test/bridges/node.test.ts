@@ -243,8 +243,10 @@ describe('fromNodeListener: res', () => {
       res.setHeader('Content-Length', '3');
       res.end('hello');
     });
+    // SPEC 5.2: cut at 3 bytes and ended whole; the error rides on the result.
     expect(over.body.toString()).toBe('hel');
-    expect(over.complete).toBe(false);
+    expect(over.complete).toBe(true);
+    expect((over.result.error as { code?: string }).code).toBe('ERR_CORE_CONTENT_LENGTH_EXCEEDED');
   });
 
   it('implements the header API', async () => {

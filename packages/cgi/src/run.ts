@@ -6,6 +6,7 @@ import {
   type Environ,
   type ErrorSink,
   isTsgiError,
+  RequestSignal,
   type RunOptions,
   runApp,
   serializeCgiHead,
@@ -99,10 +100,11 @@ export function flushStderr(): Promise<void> {
  */
 export async function runCgi(app: Application, options: CgiOptions = {}): Promise<number> {
   const sink = options.errors ?? stderrSink;
-  const controller = new AbortController();
+  // Behind tsgi.signal: the AbortSignal is only made if the app reads the key.
+  const signal = new RequestSignal();
   const out = new Output(options.stdout ?? STDOUT, (err) => {
     // The server closed our stdout: the client or the server gave up on the response.
-    if (!controller.signal.aborted) controller.abort(err);
+    if (!signal.aborted) signal.abort(err);
   });
   const stdin = new Stdin(options.stdin ?? STDIN);
   try {
@@ -111,7 +113,7 @@ export async function runCgi(app: Application, options: CgiOptions = {}): Promis
       environ = buildEnviron(options.environ ?? readCgiEnvironment(), {
         input: stdin,
         errors: sink,
-        signal: controller.signal,
+        signal,
         // wsgiref's CGIHandler: one process per request, never threads.
         multithread: false,
         multiprocess: true,

@@ -4,6 +4,8 @@ import { createErrorStream, defaultSink } from './errorstream.js';
 import { fileWrapper } from './filewrapper.js';
 import { createInput } from './input.js';
 import { percentDecodeBytes, percentEncodePath, toLatin1String } from './latin1.js';
+import { adoptRequestVars } from './request.js';
+import type { RequestSignal } from './signal.js';
 import type { ByteSource, Environ, ErrorSink } from './types.js';
 
 /**
@@ -21,8 +23,12 @@ export interface EnvironOptions {
   input?: ByteSource | null;
   /** Where `tsgi.errors` and the core's own reports go. Default: process.stderr. */
   errors?: ErrorSink;
-  /** Fires when the client or the front server abandons the request. */
-  signal?: AbortSignal;
+  /**
+   * Fires when the client or the front server abandons the request. A RequestSignal (what
+   * the adapters pass) makes `tsgi.signal` lazy: its AbortSignal is only created when the
+   * application reads the key; `runApp` listens without creating it.
+   */
+  signal?: AbortSignal | RequestSignal;
   /** Overrides the scheme derived from HTTPS / REQUEST_SCHEME. */
   urlScheme?: 'http' | 'https';
   multithread?: boolean;
@@ -56,7 +62,6 @@ export interface EnvironOptions {
   extra?: Record<string, unknown>;
 }
 
-const HTTP_NAME = /^HTTP_[A-Z0-9_]+$/;
 const DIGITS = /^[0-9]{1,15}$/;
 
 /**
@@ -77,58 +82,21 @@ const DIGITS = /^[0-9]{1,15}$/;
  */
 export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): Environ {
   const sink = options.errors ?? defaultSink;
-  const vars: Record<string, string> = {};
-  let dupHttp: Map<string, string[]> | undefined;
-
-  const add = (name: string, raw: Uint8Array | string | undefined) => {
-    if (raw === undefined) return;
-    if (!isCgiName(name)) return;
-    if (name.charCodeAt(0) === 72 /* H */ && name.startsWith('HTTP_')) {
-      // Header names outside [A-Za-z0-9-] were mapped by some server to something
-      // that is not a clean HTTP_ name; such variables never reach the application.
-      if (!HTTP_NAME.test(name)) return;
-      if (Object.hasOwn(vars, name)) {
-        dupHttp ??= new Map();
-        const seen = dupHttp.get(name);
-        if (seen) seen.push(toLatin1String(raw));
-        else dupHttp.set(name, [vars[name]!, toLatin1String(raw)]);
-        return;
+  // The record requestToCgi just made, passed on unmodified: its names are valid and
+  // unique by construction, so it becomes the environ as it is, without a copy.
+  let vars = adoptRequestVars(params);
+  if (vars === undefined) {
+    vars = {};
+    const dup: DupState = { vars, dupHttp: undefined, sink };
+    if (Symbol.iterator in params) {
+      for (const [k, v] of params as Iterable<readonly [string, Uint8Array | string]>) {
+        addVar(dup, k, v);
       }
-    } else if (Object.hasOwn(vars, name)) {
-      if (name === 'CONTENT_LENGTH' || name === 'CONTENT_TYPE') {
-        throw new TsgiError('ERR_CORE_DUPLICATE_VARIABLE', `core: ${name} given twice`, {
-          status: 400,
-        });
-      }
-      sink(`core: CGI variable ${name} given twice; the first value is kept`, 'warn');
-      return;
+    } else {
+      const rec = params as Record<string, Uint8Array | string | undefined>;
+      for (const k in rec) if (Object.hasOwn(rec, k)) addVar(dup, k, rec[k]);
     }
-    vars[name] = toLatin1String(raw);
-  };
-
-  if (Symbol.iterator in params) {
-    for (const [k, v] of params as Iterable<readonly [string, Uint8Array | string]>) add(k, v);
-  } else {
-    const rec = params as Record<string, Uint8Array | string | undefined>;
-    for (const k of Object.keys(rec)) add(k, rec[k]);
-  }
-
-  if (dupHttp !== undefined) {
-    let policy = options.duplicateHeaders ?? 'auto';
-    if (policy === 'auto') {
-      policy = /^(nginx|apache)\b/i.test(vars.SERVER_SOFTWARE ?? '') ? 'join' : 'drop';
-    }
-    for (const [name, values] of dupHttp) {
-      if (policy === 'join') {
-        vars[name] = values.join(name === 'HTTP_COOKIE' ? '; ' : ', ');
-        continue;
-      }
-      delete vars[name];
-      sink(
-        `core: ${name} arrived more than once (a header sent both as ${name.slice(5).replace(/_/g, '-')} and with underscores?); dropped it`,
-        'warn',
-      );
-    }
+    if (dup.dupHttp !== undefined) joinOrDrop(vars, dup.dupHttp, options, sink);
   }
 
   // CONTENT_LENGTH: nginx sends "" on GET; treat empty as absent (real-servers.md).
@@ -254,13 +222,125 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   environ['tsgi.input_terminated'] = true;
   environ['tsgi.uri_encoding'] = encoding;
   environ['tsgi.file_wrapper'] = fileWrapper;
-  environ['tsgi.signal'] = options.signal ?? NEVER;
+  const signal = options.signal;
+  if (signal === undefined || signal === null) {
+    environ['tsgi.signal'] = NEVER_SIGNAL;
+  } else if (signal instanceof AbortSignal) {
+    environ['tsgi.signal'] = signal;
+  } else {
+    // A RequestSignal: the AbortSignal is made when the key is first read (LAZY_SIGNAL).
+    // Both through defineProperty: a keyed store of the symbol would turn the environ
+    // into a slow dictionary-mode object.
+    Object.defineProperty(environ, kRequestSignal, {
+      value: signal,
+      writable: true,
+      configurable: true,
+    });
+    Object.defineProperty(environ, 'tsgi.signal', LAZY_SIGNAL);
+  }
   if (options.extra) Object.assign(environ, options.extra);
   return environ;
 }
 
+/**
+ * kRequestSignal: the environ's link to its RequestSignal, for `runApp` (which must not read
+ * `tsgi.signal`, as that creates the AbortSignal) and the lazy `tsgi.signal` getter. A
+ * registered symbol, so that the bundles of `@tsgi/core` and `@tsgi/core/testing` agree.
+ */
+export const kRequestSignal: unique symbol = Symbol.for('tsgi.requestSignal') as never;
+
+/**
+ * requestSignalOf: the RequestSignal behind `environ['tsgi.signal']` when the key is still
+ * the lazy one buildEnviron made; undefined when the adapter gave an AbortSignal or none, or
+ * when something replaced the key since.
+ */
+export function requestSignalOf(environ: Environ): RequestSignal | undefined {
+  return (environ as unknown as Record<symbol, RequestSignal | undefined>)[kRequestSignal];
+}
+
+/**
+ * LAZY_SIGNAL: `tsgi.signal` as an own enumerable accessor: reading it creates the
+ * AbortSignal (RequestSignal.signal); assigning replaces it with a plain data property and
+ * drops the link, so the core then follows the new value.
+ */
+const LAZY_SIGNAL: PropertyDescriptor = {
+  get(this: Record<symbol, RequestSignal | undefined>): AbortSignal {
+    return this[kRequestSignal]?.signal ?? NEVER_SIGNAL;
+  },
+  set(this: Record<string | symbol, unknown>, value: unknown) {
+    Object.defineProperty(this, 'tsgi.signal', {
+      value,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+    this[kRequestSignal] = undefined;
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+interface DupState {
+  vars: Record<string, string>;
+  dupHttp: Map<string, string[]> | undefined;
+  sink: ErrorSink;
+}
+
+/** addVar: one CGI variable from an adapter's params, checked (buildEnviron's copying path). */
+function addVar(st: DupState, name: string, raw: Uint8Array | string | undefined): void {
+  if (raw === undefined) return;
+  if (!isCgiName(name)) return;
+  const vars = st.vars;
+  if (name.charCodeAt(0) === 72 /* H */ && name.startsWith('HTTP_')) {
+    // Header names outside [A-Za-z0-9-] were mapped by some server to something
+    // that is not a clean HTTP_ name; such variables never reach the application.
+    if (!isHttpName(name)) return;
+    if (Object.hasOwn(vars, name)) {
+      st.dupHttp ??= new Map();
+      const seen = st.dupHttp.get(name);
+      if (seen) seen.push(toLatin1String(raw));
+      else st.dupHttp.set(name, [vars[name]!, toLatin1String(raw)]);
+      return;
+    }
+  } else if (Object.hasOwn(vars, name)) {
+    if (name === 'CONTENT_LENGTH' || name === 'CONTENT_TYPE') {
+      throw new TsgiError('ERR_CORE_DUPLICATE_VARIABLE', `core: ${name} given twice`, {
+        status: 400,
+      });
+    }
+    st.sink(`core: CGI variable ${name} given twice; the first value is kept`, 'warn');
+    return;
+  }
+  vars[name] = toLatin1String(raw);
+}
+
+/** joinOrDrop: the duplicate-header policy (SPEC rule 1.5) applied to repeated HTTP_* variables. */
+function joinOrDrop(
+  vars: Record<string, string>,
+  dupHttp: Map<string, string[]>,
+  options: EnvironOptions,
+  sink: ErrorSink,
+): void {
+  let policy = options.duplicateHeaders ?? 'auto';
+  if (policy === 'auto') {
+    policy = /^(nginx|apache)\b/i.test(vars.SERVER_SOFTWARE ?? '') ? 'join' : 'drop';
+  }
+  for (const [name, values] of dupHttp) {
+    if (policy === 'join') {
+      vars[name] = values.join(name === 'HTTP_COOKIE' ? '; ' : ', ');
+      continue;
+    }
+    delete vars[name];
+    sink(
+      `core: ${name} arrived more than once (a header sent both as ${name.slice(5).replace(/_/g, '-')} and with underscores?); dropped it`,
+      'warn',
+    );
+  }
+}
+
 const VERSION = Object.freeze([1, 1] as const);
-const NEVER = new AbortController().signal;
+/** NEVER_SIGNAL: `tsgi.signal` of a request whose adapter gave no signal; it never fires. */
+export const NEVER_SIGNAL: AbortSignal = new AbortController().signal;
 const decoders = new Map<string, TextDecoder | undefined>();
 const LATIN1_LABELS = new Set([
   'iso-8859-1',
@@ -297,6 +377,18 @@ function queryFromUri(uri: string | undefined): string {
 }
 
 const NON_ASCII = /[^\u0000-\u007f]/;
+
+/** isHttpName: `HTTP_[A-Z0-9_]+` (the caller checked the prefix). */
+function isHttpName(name: string): boolean {
+  const n = name.length;
+  if (n === 5) return false;
+  for (let i = 5; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95) continue;
+    return false;
+  }
+  return true;
+}
 
 /** isCgiName: `[A-Za-z_][A-Za-z0-9_.-]*`, not `__proto__` (a char loop: this runs per variable). */
 function isCgiName(name: string): boolean {

@@ -31,26 +31,34 @@ export const defaultSink: ErrorSink = (text, level) => {
  * even when the application writes it in pieces.
  */
 export function createErrorStream(sink: ErrorSink): ErrorStream & { sink: ErrorSink } {
-  let pending = '';
-  return {
-    sink,
-    write(text: string) {
-      if (typeof text !== 'string') text = String(text);
-      pending += text;
-      const nl = pending.lastIndexOf('\n');
-      if (nl < 0) return;
-      const lines = pending.slice(0, nl + 1);
-      pending = pending.slice(nl + 1);
-      sink(lines, 'error');
-    },
-    flush() {
-      if (pending !== '') {
-        const p = pending;
-        pending = '';
-        sink(p, 'error');
-      }
-    },
-  };
+  return new LineErrorStream(sink);
+}
+
+/** LineErrorStream: what createErrorStream makes (one object per request, no closures). */
+class LineErrorStream implements ErrorStream {
+  private pending = '';
+
+  constructor(readonly sink: ErrorSink) {}
+
+  write(text: string): void {
+    if (typeof text !== 'string') text = String(text);
+    const all = this.pending + text;
+    const nl = all.lastIndexOf('\n');
+    if (nl < 0) {
+      this.pending = all;
+      return;
+    }
+    this.pending = all.slice(nl + 1);
+    this.sink(all.slice(0, nl + 1), 'error');
+  }
+
+  flush(): void {
+    const p = this.pending;
+    if (p !== '') {
+      this.pending = '';
+      this.sink(p, 'error');
+    }
+  }
 }
 
 /** sinkOf: the ErrorSink behind an environ's `tsgi.errors` (for the core's own reports). */

@@ -1,13 +1,9 @@
 import { TsgiError } from './errors.js';
 import type { HeaderList, ResponseHead } from './types.js';
 
-// RFC 9110 section 5.6.2: token = 1*tchar.
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // RFC 9110 section 5.5: field values are VCHAR, SP, HTAB and obs-text (0x80-0xFF).
 // Everything else below 0x20, DEL, and anything above U+00FF is refused.
 const BAD_VALUE_CHAR = /[\u0000-\u0008\u000a-\u001f\u007f]|[^\u0000-\u00ff]/;
-// The reason phrase: HTAB, SP, VCHAR, obs-text; nothing above U+00FF (SPEC rule 4.1).
-const STATUS = /^([1-5][0-9][0-9]) ([^\u0000-\u0008\u000a-\u001f\u007f\u0100-\uffff]*)$/;
 const DIGITS = /^[0-9]{1,15}$/;
 
 /**
@@ -48,6 +44,70 @@ export function describeChar(s: string, index: number): string {
 }
 
 /**
+ * TCHAR: 1 for the code units allowed in a header name (RFC 9110 section 5.6.2 `tchar`),
+ * indexed by code unit below 128.
+ */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
+  TCHAR[c.charCodeAt(0)] = 1;
+}
+
+/** isToken: `name` is 1*tchar (a char loop: this runs for every response header). */
+function isToken(name: string): boolean {
+  const n = name.length;
+  if (n === 0) return false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TCHAR[c] === 0) return false;
+  }
+  return true;
+}
+
+/** fieldTextOk: every code unit of `s` from `start` is HTAB, SP, VCHAR or obs-text (0x80-0xFF). */
+function fieldTextOk(s: string, start: number): boolean {
+  for (let i = start; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 ? c !== 9 : c === 0x7f || c > 0xff) return false;
+  }
+  return true;
+}
+
+/** statusCode: the code of a well-formed status line (`200 OK`), or 0 (then the regexp says why). */
+function statusCode(status: string): number {
+  if (status.length < 4 || status.charCodeAt(3) !== 0x20) return 0;
+  const a = status.charCodeAt(0) - 48;
+  const b = status.charCodeAt(1) - 48;
+  const c = status.charCodeAt(2) - 48;
+  if (a < 1 || a > 5 || b < 0 || b > 9 || c < 0 || c > 9) return 0;
+  return fieldTextOk(status, 4) ? a * 100 + b * 10 + c : 0;
+}
+
+/** The names validateResponseHead looks for, by length (RFC 9110 section 7.6.1; Content-Length). */
+const SPECIAL: ReadonlyArray<readonly string[] | undefined> = (() => {
+  const t: string[][] = [];
+  for (const n of [...HOP_BY_HOP, 'content-length']) (t[n.length] ??= []).push(n);
+  return t;
+})();
+
+/**
+ * special: the lower-case hop-by-hop name or `content-length` that the token `name` is,
+ * in any case, or undefined. Compares without making a lower-case copy: for a token,
+ * `c | 0x20` equals a lower-case letter or `-` only when `c` is that letter (either
+ * case) or `-`.
+ */
+function special(name: string): string | undefined {
+  const candidates = SPECIAL[name.length];
+  if (candidates === undefined) return undefined;
+  outer: for (const cand of candidates) {
+    for (let i = 0; i < cand.length; i++) {
+      if ((name.charCodeAt(i) | 0x20) !== cand.charCodeAt(i)) continue outer;
+    }
+    return cand;
+  }
+  return undefined;
+}
+
+/**
  * validateResponseHead: checks a status line and header list (SPEC rules 4.1-4.3, 4.5,
  * 4.6) and returns the head a transport commits. Throws TsgiError `ERR_CORE_BAD_STATUS` or
  * `ERR_CORE_BAD_HEADER` naming the header and the offending character.
@@ -59,8 +119,9 @@ export function validateResponseHead(status: unknown, headers: unknown): Respons
       `core: status must be a string like "200 OK", got ${typeof status}`,
     );
   }
-  const m = STATUS.exec(status);
-  if (m === null) {
+  // One pass over the characters; the regexps only run to word the error.
+  const code = statusCode(status);
+  if (code === 0) {
     const bad = BAD_VALUE_CHAR.exec(status);
     throw new TsgiError(
       'ERR_CORE_BAD_STATUS',
@@ -84,14 +145,15 @@ export function validateResponseHead(status: unknown, headers: unknown): Respons
         `core: header #${i} must be a [name, value] pair of strings`,
       );
     }
-    const [name, value] = pair as [unknown, unknown];
+    const name: unknown = pair[0];
+    const value: unknown = pair[1];
     if (typeof name !== 'string' || typeof value !== 'string') {
       throw new TsgiError(
         'ERR_CORE_BAD_HEADER',
         `core: header #${i} must be a [name, value] pair of strings, got [${typeof name}, ${typeof value}]`,
       );
     }
-    if (!TOKEN.test(name)) {
+    if (!isToken(name)) {
       const bad = /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/.exec(name);
       throw new TsgiError(
         'ERR_CORE_BAD_HEADER',
@@ -100,37 +162,35 @@ export function validateResponseHead(status: unknown, headers: unknown): Respons
           : `core: header name ${JSON.stringify(name)} has ${describeChar(name, bad!.index)} at index ${bad!.index}; names must be HTTP tokens`,
       );
     }
-    const bad = BAD_VALUE_CHAR.exec(value);
-    if (bad !== null) {
+    if (!fieldTextOk(value, 0)) {
+      const bad = BAD_VALUE_CHAR.exec(value)!;
       throw new TsgiError(
         'ERR_CORE_BAD_HEADER',
         `core: header ${name} value has ${describeChar(value, bad.index)} at index ${bad.index}`,
       );
     }
-    // 19: the longest name that matters here (`Proxy-Authorization`).
-    const lower = name.length <= 19 ? name.toLowerCase() : '';
-    if (HOP_BY_HOP.has(lower)) {
+    const lower = special(name);
+    if (lower === undefined) continue;
+    if (lower !== 'content-length') {
       throw new TsgiError(
         'ERR_CORE_HOP_BY_HOP',
         `core: header ${name} is hop-by-hop and belongs to the server, not the application`,
       );
     }
-    if (lower === 'content-length') {
-      if (contentLength !== undefined) {
-        throw new TsgiError('ERR_CORE_BAD_HEADER', 'core: header Content-Length given twice');
-      }
-      if (!DIGITS.test(value)) {
-        throw new TsgiError(
-          'ERR_CORE_BAD_HEADER',
-          `core: header Content-Length ${JSON.stringify(value)} is not a non-negative integer`,
-        );
-      }
-      contentLength = Number(value);
+    if (contentLength !== undefined) {
+      throw new TsgiError('ERR_CORE_BAD_HEADER', 'core: header Content-Length given twice');
     }
+    if (!DIGITS.test(value)) {
+      throw new TsgiError(
+        'ERR_CORE_BAD_HEADER',
+        `core: header Content-Length ${JSON.stringify(value)} is not a non-negative integer`,
+      );
+    }
+    contentLength = Number(value);
   }
   return {
     status,
-    code: Number(m[1]),
+    code,
     headers: headers as HeaderList,
     contentLength,
   };

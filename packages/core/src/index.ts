@@ -31,6 +31,7 @@ export {
   runApp,
 } from './run.js';
 export { isLocalRedirect, serializeCgiHead } from './serialize.js';
+export { RequestSignal } from './signal.js';
 export { STATUS_REASONS, statusLine } from './status.js';
 export type {
   Application,

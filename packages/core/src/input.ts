@@ -3,6 +3,9 @@ import { TsgiError } from './errors.js';
 import type { ByteSource, InputStream } from './types.js';
 
 const EMPTY = Buffer.alloc(0);
+const RESOLVED: Promise<unknown> = Promise.resolve();
+/** Frozen, so that a bug can never share bytes between requests through it. */
+const NO_CHUNKS = Object.freeze([]) as unknown as Buffer[];
 
 /**
  * Input: `tsgi.input`. Wraps an adapter's ByteSource so that (SPEC rules 2.1-2.10):
@@ -17,13 +20,14 @@ const EMPTY = Buffer.alloc(0);
  * pauses its socket until `pull()` is called gets backpressure.
  */
 export class Input implements InputStream {
-  private chunks: Buffer[] = [];
+  /** Buffered chunks; a shared empty array until the first chunk arrives (most requests have none). */
+  private chunks: Buffer[] = NO_CHUNKS;
   private buffered = 0;
   /** Bytes the source may still deliver (CONTENT_LENGTH minus what was pulled). */
   private remaining: number;
   private eof: boolean;
   private failure: Error | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private queue: Promise<unknown> = RESOLVED;
   /** Input.received: bytes pulled from the source so far. */
   received = 0;
 
@@ -88,7 +92,7 @@ export class Input implements InputStream {
     return this.serial(async () => {
       // A source that failed (truncated body, reset) leaves the connection unusable.
       if (this.failure) return false;
-      this.chunks = [];
+      this.chunks = NO_CHUNKS;
       let discarded = this.buffered;
       this.buffered = 0;
       try {
@@ -96,7 +100,7 @@ export class Input implements InputStream {
           if (discarded > maxBytes) return false;
           await this.fill();
           discarded += this.buffered;
-          this.chunks = [];
+          this.chunks = NO_CHUNKS;
           this.buffered = 0;
         }
       } catch {
@@ -192,6 +196,7 @@ export class Input implements InputStream {
     }
     this.remaining -= b.length;
     this.received += b.length;
+    if (this.chunks === NO_CHUNKS) this.chunks = [];
     this.chunks.push(b);
     this.buffered += b.length;
   }

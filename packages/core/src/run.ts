@@ -1,4 +1,5 @@
 import { Buffer } from 'node:buffer';
+import { NEVER_SIGNAL, requestSignalOf } from './environ.js';
 import { isTsgiError, TsgiError } from './errors.js';
 import { sinkOf } from './errorstream.js';
 import { FileWrapper } from './filewrapper.js';
@@ -11,6 +12,7 @@ import type {
   Chunk,
   Environ,
   ErrorSink,
+  ExcInfo,
   HeaderList,
   ResponseHead,
   ResponseObject,
@@ -59,7 +61,7 @@ export interface RunResult {
   head: ResponseHead | undefined;
   /** Body bytes handed to the transport (or counted, for a dropped HEAD body). */
   bodyBytes: number;
-  /** The error that caused a 500 or an abort. */
+  /** The error that caused a 500, a body cut at Content-Length (SPEC 5.2) or an abort. */
   error?: Error;
 }
 
@@ -119,24 +121,92 @@ export function runApp(
   return new Exchange(app, environ, transport, options).run();
 }
 
-type Pending = { head: ResponseHead };
+/** CoreSignal: what runApp needs of a request's signal. Reading it never creates an AbortSignal. */
+interface CoreSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  onAbort(fn: () => void): () => void;
+}
 
+function noop(): void {}
+
+/** The signal of a request whose adapter gave none: it never fires. */
+const NEVER_ABORTED: CoreSignal = { aborted: false, reason: undefined, onAbort: () => noop };
+
+/** AbortSignalView: a plain AbortSignal (from an adapter or a test) seen as a CoreSignal. */
+class AbortSignalView implements CoreSignal {
+  constructor(private readonly s: AbortSignal) {}
+
+  get aborted(): boolean {
+    return this.s?.aborted === true;
+  }
+
+  get reason(): unknown {
+    return this.s?.reason;
+  }
+
+  onAbort(fn: () => void): () => void {
+    const s = this.s;
+    if (typeof s?.addEventListener !== 'function') return noop;
+    s.addEventListener('abort', fn, { once: true });
+    return () => s.removeEventListener('abort', fn);
+  }
+}
+
+/**
+ * coreSignalOf: the request's signal as runApp uses it: the RequestSignal behind a lazy
+ * `tsgi.signal` (so the AbortSignal is never created by the core), else the AbortSignal
+ * in `tsgi.signal`.
+ */
+function coreSignalOf(environ: Environ): CoreSignal {
+  const rs = requestSignalOf(environ);
+  if (rs !== undefined) return rs;
+  const s = environ['tsgi.signal'];
+  return s === NEVER_SIGNAL ? NEVER_ABORTED : new AbortSignalView(s);
+}
+
+/** A Promise when a transport method returned one (or a thenable), else undefined. */
+function pending(r: unknown): Promise<unknown> | undefined {
+  if (r === undefined || r === null) return undefined;
+  if (r instanceof Promise) return r;
+  return typeof (r as { then?: unknown }).then === 'function' ? Promise.resolve(r) : undefined;
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * Exchange: one request's run. The common case (a synchronous app, an array body, a
+ * transport whose methods return nothing) runs to the end without a single await; each
+ * step that gets a Promise (an async app, a write() call, a transport that waits for
+ * drain) continues asynchronously from there, in the same order of steps.
+ */
 class Exchange {
-  private pending: Pending | undefined;
+  /** The head startResponse (or a response object) gave; committed at the first byte or the end. */
+  private head: ResponseHead | undefined = undefined;
   private headSent = false;
   private sent = 0;
   private readonly isHead: boolean;
   private readonly dropBody: boolean;
   private readonly log: ErrorSink;
-  private closer: (() => unknown) | undefined;
+  private closer: (() => unknown) | undefined = undefined;
   private closed = false;
   private finished = false;
-  private writeChain: Promise<void> = Promise.resolve();
+  /** The queue of write() calls; undefined until the first one (most apps never call it). */
+  private writeChain: Promise<void> | undefined = undefined;
   /** The first failure of a write() call: the response is broken even if the app caught it. */
-  private writeError: Error | undefined;
+  private writeError: Error | undefined = undefined;
+  /**
+   * The error of a body cut at Content-Length (SPEC rule 5.2): what reached the transport
+   * is exactly Content-Length bytes, a complete response, so it is ended, not aborted.
+   */
+  private cut: TsgiError | undefined = undefined;
   /** Set once end() or abort() is decided: no body byte may reach the transport after it. */
   private over = false;
-  private readonly signal: AbortSignal;
+  private readonly signal: CoreSignal;
+  /** Removes the listener that closes a waiting body when the client goes away. */
+  private offAbort: (() => void) | undefined = undefined;
+  private writeFn: WriteFn | undefined = undefined;
+  readonly startResponse: StartResponse;
 
   constructor(
     private readonly app: Application,
@@ -151,10 +221,11 @@ class Exchange {
     }
     this.dropBody = this.isHead && options.headBody === 'drop';
     this.log = options.log ?? sinkOf(environ['tsgi.errors']);
-    this.signal = environ['tsgi.signal'];
+    this.signal = coreSignalOf(environ);
+    this.startResponse = (status, headers, excInfo) => this.start(status, headers, excInfo);
   }
 
-  private readonly startResponse: StartResponse = (status, headers, excInfo) => {
+  private start(status: string, headers: HeaderList, excInfo: ExcInfo): WriteFn {
     if (this.finished) {
       throw new TsgiError(
         'ERR_CORE_LATE_START_RESPONSE',
@@ -164,25 +235,30 @@ class Exchange {
     if (excInfo !== undefined && excInfo !== null) {
       // PEP 3333: with exc_info after the head went out, re-raise it.
       if (this.headSent) throw excInfo;
-    } else if (this.pending !== undefined) {
+    } else if (this.head !== undefined) {
       throw new TsgiError(
         'ERR_CORE_START_RESPONSE_TWICE',
         'core: startResponse called twice without excInfo',
       );
     }
-    this.pending = { head: validateResponseHead(status, headers) };
-    return this.write;
-  };
+    this.head = validateResponseHead(status, headers);
+    // Made on first use: an app that returns its body never needs it.
+    this.writeFn ??= (chunk: Chunk) => this.write(chunk);
+    return this.writeFn;
+  }
 
-  private readonly write: WriteFn = (chunk: Chunk) => {
-    const p = this.writeChain.then(() => this.send(toBytes(chunk, 'write() chunk')));
+  private write(chunk: Chunk): Promise<void> {
+    const p = (this.writeChain ?? RESOLVED).then(() => {
+      const sent = this.send(toBytes(chunk, 'write() chunk'));
+      if (sent !== undefined) return sent.then(noop);
+    });
     // SPEC rule 3.6: a failed write() breaks the response (Content-Length exceeded, bad
     // chunk, client gone) whether or not the app awaited and caught the rejection.
     this.writeChain = p.then(undefined, (e: unknown) => {
       this.writeError ??= e instanceof Error ? e : new Error(String(e));
     });
     return p;
-  };
+  }
 
   /** Waits for queued write() calls and rethrows the first one that failed. */
   private async settleWrites(): Promise<void> {
@@ -190,31 +266,116 @@ class Exchange {
     if (this.writeError !== undefined) throw this.writeError;
   }
 
-  async run(): Promise<RunResult> {
-    // The abort listener closes a body that is waiting for data (a stream, a generator
-    // awaiting something) as soon as the client goes away. An array body never waits, and
-    // a listener costs an add and a remove per request, so arrays go without one; the
-    // signal is also checked before every chunk.
-    let onAbort: (() => void) | undefined;
+  run(): Promise<RunResult> {
+    let result: unknown;
     try {
-      let result: unknown;
+      result = this.app(this.environ, this.startResponse);
+    } catch (e) {
+      return this.failed(e);
+    }
+    if (result instanceof Promise || this.writeChain !== undefined) {
+      return this.runAsync(result, undefined);
+    }
+    let body: Body | null;
+    try {
+      body = this.bodyOf(result);
+    } catch (e) {
+      return this.failed(e);
+    }
+    // Arrays (the hello-world case) are walked without the async-iterator protocol and,
+    // while the transport returns no Promise, without any await; an array never waits
+    // for data, so it needs no abort listener either (the signal is checked before every
+    // chunk).
+    if (Array.isArray(body) && typeof (body as { close?: unknown }).close !== 'function') {
+      return this.runArray(body, 0);
+    }
+    return this.runAsync(result, body);
+  }
+
+  /** The synchronous path for an array body, from chunk `from` on. */
+  private runArray(body: readonly unknown[], from: number): Promise<RunResult> {
+    let r: RunResult | Promise<RunResult>;
+    try {
+      for (let i = from; i < body.length; i++) {
+        const p = this.chunk(body[i]);
+        if (p !== undefined) return this.resumeArray(p, body, i + 1);
+      }
+      r = this.finish();
+    } catch (e) {
+      return this.failed(e);
+    }
+    if (r instanceof Promise) return this.settle(r);
+    this.done();
+    return Promise.resolve(r);
+  }
+
+  private async resumeArray(
+    p: Promise<unknown>,
+    body: readonly unknown[],
+    next: number,
+  ): Promise<RunResult> {
+    try {
+      await p;
+    } catch (e) {
+      return this.failed(e);
+    }
+    return this.runArray(body, next);
+  }
+
+  private async settle(p: Promise<RunResult>): Promise<RunResult> {
+    let r: RunResult;
+    try {
+      r = await p;
+    } catch (e) {
+      return this.failed(e);
+    }
+    this.done();
+    return r;
+  }
+
+  /** An error on the synchronous path: the same ending as on the asynchronous one. */
+  private async failed(e: unknown): Promise<RunResult> {
+    try {
+      return await this.fail(e);
+    } finally {
+      await this.closeBody();
+      this.done();
+    }
+  }
+
+  private done(): void {
+    this.finished = true;
+    const off = this.offAbort;
+    if (off !== undefined) {
+      this.offAbort = undefined;
+      off();
+    }
+  }
+
+  /**
+   * The asynchronous path: an async app, write() calls, or a body that is not a plain
+   * array. `body` is undefined when it is still to be found from `result`.
+   */
+  private async runAsync(result: unknown, body: Body | null | undefined): Promise<RunResult> {
+    try {
       try {
-        result = this.app(this.environ, this.startResponse);
         if (result instanceof Promise) result = await this.untilAbort(result);
       } catch (e) {
         return await this.fail(e);
       }
       try {
-        await this.settleWrites();
-        const body = this.bodyOf(result);
+        if (this.writeChain !== undefined) await this.settleWrites();
+        if (body === undefined) body = this.bodyOf(result);
+        // The abort listener closes a body that is waiting for data (a stream, a generator
+        // awaiting something) as soon as the client goes away. An array body never waits.
         if (body !== null && !Array.isArray(body)) {
-          onAbort = () => {
+          this.offAbort = this.signal.onAbort(() => {
             void this.closeBody();
-          };
-          this.signal.addEventListener('abort', onAbort, { once: true });
+          });
         }
-        await this.iterate(body);
-        await this.settleWrites();
+        const it = this.iterate(body);
+        if (it !== undefined) await it;
+        if (this.writeChain !== undefined) await this.settleWrites();
         return await this.finish();
       } catch (e) {
         return await this.fail(e);
@@ -222,8 +383,7 @@ class Exchange {
         await this.closeBody();
       }
     } finally {
-      this.finished = true;
-      if (onAbort) this.signal.removeEventListener('abort', onAbort);
+      this.done();
     }
   }
 
@@ -234,8 +394,10 @@ class Exchange {
    */
   private untilAbort(p: Promise<unknown>): Promise<unknown> {
     const signal = this.signal;
+    if (signal === NEVER_ABORTED) return p;
     return new Promise((resolve, reject) => {
       let settled = false;
+      let off: (() => void) | undefined;
       const onAbort = () => {
         if (settled) return;
         settled = true;
@@ -244,18 +406,18 @@ class Exchange {
       };
       // Already gone: let a promise that has settled win first, then give up.
       if (signal.aborted) setImmediate(onAbort);
-      else signal.addEventListener('abort', onAbort, { once: true });
+      else off = signal.onAbort(onAbort);
       p.then(
         (v) => {
           if (settled) return;
           settled = true;
-          signal.removeEventListener('abort', onAbort);
+          off?.();
           resolve(v);
         },
         (e) => {
           if (settled) return;
           settled = true;
-          signal.removeEventListener('abort', onAbort);
+          off?.();
           reject(e);
         },
       );
@@ -265,14 +427,14 @@ class Exchange {
   /** The body to iterate, after telling the two return styles apart (SPEC rule 3.2). */
   private bodyOf(result: unknown): Body | null {
     if (isResponseObject(result)) {
-      if (this.pending !== undefined) {
+      if (this.head !== undefined) {
         throw new TsgiError(
           'ERR_CORE_BAD_RETURN',
           'core: the app called startResponse and also returned a { status } response object; use one style',
         );
       }
       const status = typeof result.status === 'number' ? statusLine(result.status) : result.status;
-      this.pending = { head: validateResponseHead(status, result.headers ?? []) };
+      this.head = validateResponseHead(status, result.headers ?? []);
       const b = result.body;
       if (b === undefined || b === null) return null;
       if (typeof b === 'string' || b instanceof Uint8Array) return [b];
@@ -293,24 +455,31 @@ class Exchange {
     return result as Body;
   }
 
-  private async iterate(body: Body | null): Promise<void> {
-    if (body === null) return;
+  /** Walks the body; a Promise only when some step has to wait. */
+  private iterate(body: Body | null): Promise<void> | undefined {
+    if (body === null) return undefined;
     const b = body as unknown as Record<string | symbol, any>;
     if (typeof b.close === 'function' && !(body instanceof FileWrapper)) {
       this.closer = () => b.close();
     }
     if (body instanceof FileWrapper) {
-      const cl = this.pending?.head.contentLength;
+      const cl = this.head?.contentLength;
       if (cl !== undefined) body.limit(cl);
       this.closer = () => body.close();
     }
-    // Arrays (the hello-world case) are walked without the async-iterator protocol.
-    if (Array.isArray(body)) {
-      for (let i = 0; i < body.length; i++) {
-        if (!(await this.chunk(body[i]))) return;
-      }
-      return;
+    if (Array.isArray(body)) return this.iterateArray(body, 0);
+    return this.iterateAsync(body, b);
+  }
+
+  private iterateArray(body: readonly unknown[], from: number): Promise<void> | undefined {
+    for (let i = from; i < body.length; i++) {
+      const p = this.chunk(body[i]);
+      if (p !== undefined) return p.then(() => this.iterateArray(body, i + 1));
     }
+    return undefined;
+  }
+
+  private async iterateAsync(body: Body, b: Record<string | symbol, any>): Promise<void> {
     if (typeof b.getReader === 'function') {
       const reader = (body as ReadableStream<Chunk>).getReader();
       let done = false;
@@ -324,7 +493,8 @@ class Exchange {
           done = true;
           return;
         }
-        if (!(await this.chunk(r.value))) return;
+        const p = this.chunk(r.value);
+        if (p !== undefined) await p;
       }
     }
     if (typeof b.pipe === 'function' && typeof b.destroy === 'function') {
@@ -361,70 +531,92 @@ class Exchange {
         done = true;
         return;
       }
-      if (!(await this.chunk((r as IteratorResult<Chunk>).value))) return;
+      const p = this.chunk((r as IteratorResult<Chunk>).value);
+      if (p !== undefined) await p;
     }
   }
 
-  /** Handles one body chunk; false means stop iterating. */
-  private async chunk(value: unknown): Promise<boolean> {
+  /** Handles one body chunk; a Promise only when the transport has to be waited for. */
+  private chunk(value: unknown): Promise<unknown> | undefined {
     if (this.signal.aborted) throw clientGone(this.signal);
     const bytes = toBytes(value, 'body chunk');
-    if (bytes.length === 0) return true;
-    await this.send(bytes);
-    return true;
+    if (bytes.length === 0) return undefined;
+    return this.send(bytes);
   }
 
-  /** Commits the head if needed and passes bytes on, never more than Content-Length. */
-  private async send(bytes: Uint8Array): Promise<void> {
+  /**
+   * Commits the head if needed and passes bytes on, never more than Content-Length. A
+   * Promise only when the transport returned one.
+   */
+  private send(bytes: Uint8Array): Promise<unknown> | undefined {
     if (this.over) {
       // A write() the app makes after its response ended (SPEC rule 10.1).
       throw new TsgiError('ERR_CORE_LATE_WRITE', 'core: write() called after the response ended');
     }
-    if (this.pending === undefined) {
+    const head = this.head;
+    if (head === undefined) {
       throw new TsgiError(
         'ERR_CORE_NO_START_RESPONSE',
         'core: the body produced data before startResponse was called',
       );
     }
     if (this.signal.aborted) throw clientGone(this.signal);
-    const head = this.pending.head;
     if (!this.headSent) {
       this.headSent = true;
-      await this.transport.sendHead(head);
+      const p = pending(this.transport.sendHead(head));
+      if (p !== undefined) return p.then(() => this.sendBody(head, bytes));
     }
+    return this.sendBody(head, bytes);
+  }
+
+  private sendBody(head: ResponseHead, bytes: Uint8Array): Promise<unknown> | undefined {
     // write('') commits the head (PEP 3333) but a transport only ever gets non-empty chunks.
-    if (bytes.length === 0) return;
+    if (bytes.length === 0) return undefined;
     const cl = head.contentLength;
     if (cl !== undefined && this.sent + bytes.length > cl) {
       // SPEC rule 5.2 (HEAD seed: "never send more than Content-Length"): cut, report,
       // and tell the transport the response is broken so the connection is not reused.
-      const room = cl - this.sent;
-      if (room > 0) {
-        const part = bytes.subarray(0, room);
-        this.sent += room;
-        if (!this.dropBody) await this.transport.write(part);
-      }
-      throw new TsgiError(
+      const err = new TsgiError(
         'ERR_CORE_CONTENT_LENGTH_EXCEEDED',
         `core: the app sent more than its Content-Length of ${cl} bytes; the excess was cut off`,
       );
+      this.cut = err;
+      const room = cl - this.sent;
+      if (room > 0) {
+        this.sent += room;
+        if (!this.dropBody) {
+          const p = pending(this.transport.write(bytes.subarray(0, room)));
+          if (p !== undefined) {
+            return p.then(() => {
+              throw err;
+            });
+          }
+        }
+      }
+      throw err;
     }
     this.sent += bytes.length;
-    if (!this.dropBody) await this.transport.write(bytes);
+    return this.dropBody ? undefined : pending(this.transport.write(bytes));
   }
 
-  private async finish(): Promise<RunResult> {
-    if (this.pending === undefined) {
+  /** Commits the head if not yet, checks Content-Length and ends the response. */
+  private finish(): RunResult | Promise<RunResult> {
+    const head = this.head;
+    if (head === undefined) {
       throw new TsgiError(
         'ERR_CORE_NO_START_RESPONSE',
         'core: the app returned without calling startResponse',
       );
     }
-    const head = this.pending.head;
     if (!this.headSent) {
       this.headSent = true;
-      await this.transport.sendHead(head);
+      const p = pending(this.transport.sendHead(head));
+      if (p !== undefined) return p.then(() => this.end(head));
     }
+    return this.end(head);
+  }
+
+  private end(head: ResponseHead): RunResult | Promise<RunResult> {
     const cl = head.contentLength;
     // A HEAD response with no body at all is the app's choice (HEAD seed); any other
     // short body is a broken response.
@@ -436,8 +628,9 @@ class Exchange {
     }
     if (this.signal.aborted) throw clientGone(this.signal);
     this.over = true;
-    await this.transport.end();
-    return { outcome: 'complete', head, bodyBytes: this.sent };
+    const result: RunResult = { outcome: 'complete', head, bodyBytes: this.sent };
+    const p = pending(this.transport.end());
+    return p === undefined ? result : p.then(() => result);
   }
 
   private async fail(e: unknown): Promise<RunResult> {
@@ -457,6 +650,19 @@ class Exchange {
         `core: ${this.environ.REQUEST_METHOD} ${this.environ.REQUEST_URI}: ${describe(e)}`,
         'error',
       );
+    }
+    if (error === this.cut && this.headSent && !gone) {
+      // The wire holds a whole response (head and exactly Content-Length bytes); the
+      // excess never left the core, so nothing can be taken as the start of a next
+      // response ([AMEND] item 4) and the front server may deliver and reuse as usual.
+      try {
+        await this.transport.end();
+        return { outcome: 'complete', head: this.head, bodyBytes: this.sent, error };
+      } catch (e2) {
+        const err2 = e2 instanceof Error ? e2 : new Error(String(e2));
+        await this.abort(err2);
+        return { outcome: 'aborted', head: this.head, bodyBytes: this.sent, error: err2 };
+      }
     }
     if (!this.headSent && !gone) {
       // SPEC rule 7.1: a fixed 500, no diagnostics to the client. A request the core
@@ -480,7 +686,7 @@ class Exchange {
       }
     }
     await this.abort(error);
-    return { outcome: 'aborted', head: this.pending?.head, bodyBytes: this.sent, error };
+    return { outcome: 'aborted', head: this.head, bodyBytes: this.sent, error };
   }
 
   private async abort(error: Error): Promise<void> {
@@ -531,7 +737,7 @@ function toBytes(value: unknown, what: string): Uint8Array {
   );
 }
 
-function clientGone(signal: AbortSignal): Error {
+function clientGone(signal: CoreSignal): Error {
   const r = signal.reason;
   return r instanceof Error ? r : new TsgiError('ERR_CORE_CLIENT_GONE', 'core: client went away');
 }

@@ -4,6 +4,7 @@ import { sourceFromIterable } from './input.js';
 import { requestToCgi } from './request.js';
 import { type RunOptions, type RunResult, runApp } from './run.js';
 import { serializeCgiHead } from './serialize.js';
+import { RequestSignal } from './signal.js';
 import type {
   Application,
   Environ,
@@ -155,11 +156,12 @@ export async function request(
   );
   const params: CgiParams = { ...vars, ...req.vars };
   const log: Array<{ level: LogLevel; text: string }> = [];
-  const controller = new AbortController();
+  // A RequestSignal, as the adapters make: tsgi.signal is created only if the app reads it.
+  const signal = new RequestSignal();
   const environ = buildEnviron(params, {
     input: chunks === null ? null : sourceFromIterable(chunks),
     errors: (text, level) => log.push({ level, text }),
-    signal: controller.signal,
+    signal,
     uriEncoding: options.uriEncoding,
     maxBodyBytes: options.maxBodyBytes,
   });
@@ -168,7 +170,7 @@ export async function request(
     limit === undefined
       ? undefined
       : (n) => {
-          if (n >= limit && !controller.signal.aborted) controller.abort();
+          if (n >= limit && !signal.aborted) signal.abort();
         },
   );
   const result = await runApp(app, environ, transport, options);

@@ -661,8 +661,11 @@ describe('write() [3.6]', () => {
     });
     expect((caught as TsgiError).code).toBe('ERR_CORE_CONTENT_LENGTH_EXCEEDED');
     expect(text(res.body)).toBe('abc');
-    expect(res.transport.calls).toEqual(['head', 'write', 'abort']);
-    expect(res.complete).toBe(false);
+    // Exactly Content-Length bytes went out: a whole response, ended; the error is logged
+    // and carried by the result.
+    expect(res.transport.calls).toEqual(['head', 'write', 'end']);
+    expect((res.result.error as TsgiError).code).toBe('ERR_CORE_CONTENT_LENGTH_EXCEEDED');
+    expect(res.log.map((l) => l.level)).toEqual(['error']);
   });
 
   it('[3.6][5.2] a write() past Content-Length that the app does not await breaks it too', async () => {
@@ -673,8 +676,8 @@ describe('write() [3.6]', () => {
       return [];
     });
     expect(text(res.body)).toBe('abc');
-    expect(res.transport.calls).toEqual(['head', 'write', 'write', 'abort']);
-    expect(res.aborted?.message).toBe(
+    expect(res.transport.calls).toEqual(['head', 'write', 'write', 'end']);
+    expect(res.result.error?.message).toBe(
       'core: the app sent more than its Content-Length of 3 bytes; the excess was cut off',
     );
   });
@@ -690,13 +693,23 @@ describe('write() [3.6]', () => {
     expect(err.code).toBe('ERR_CORE_LATE_WRITE');
     expect(err.message).toBe('core: write() called after the response ended');
     expect(res.transport.calls).toEqual(['head', 'write', 'end']);
-    // ... and after an abort
+    // ... and after a body cut at Content-Length (5.2)
     let write2: ((c: string) => Promise<void>) | undefined;
-    const aborted = await request((_e, sr) => {
+    const cut = await request((_e, sr) => {
       write2 = sr('200 OK', [['Content-Length', '1']]);
       return ['ab'];
     });
-    await write2!('x').catch(() => undefined);
+    const err2 = (await write2!('x').catch((e: unknown) => e)) as TsgiError;
+    expect(err2.code).toBe('ERR_CORE_LATE_WRITE');
+    expect(cut.transport.calls).toEqual(['head', 'write', 'end']);
+    // ... and after an abort (a body short of its Content-Length, 5.3)
+    let write3: ((c: string) => Promise<void>) | undefined;
+    const aborted = await request((_e, sr) => {
+      write3 = sr('200 OK', [['Content-Length', '5']]);
+      return ['ab'];
+    });
+    const err3 = (await write3!('x').catch((e: unknown) => e)) as TsgiError;
+    expect(err3.code).toBe('ERR_CORE_LATE_WRITE');
     expect(aborted.transport.calls).toEqual(['head', 'write', 'abort']);
   });
 
@@ -813,21 +826,22 @@ describe('Content-Length [5.1][5.2][5.3]', () => {
     expect(res.headers).toEqual([['Content-Type', 'text/plain']]);
   });
 
-  it('[5.2] the body is cut at Content-Length, reported, and the response aborted', async () => {
+  it('[5.2] the body is cut at Content-Length, reported, and the response ended whole', async () => {
     const res = await request((_e, sr) => {
       sr('200 OK', [['Content-Length', '5']]);
       return ['hello world'];
     });
     expect(text(res.body)).toBe('hello');
-    expect(res.transport.calls).toEqual(['head', 'write', 'abort']);
-    expect((res.aborted as TsgiError).code).toBe('ERR_CORE_CONTENT_LENGTH_EXCEEDED');
+    expect(res.transport.calls).toEqual(['head', 'write', 'end']);
+    expect(res.aborted).toBeUndefined();
+    expect((res.result.error as TsgiError).code).toBe('ERR_CORE_CONTENT_LENGTH_EXCEEDED');
     expect(res.log).toEqual([
       {
         level: 'error',
         text: 'core: GET /: core: the app sent more than its Content-Length of 5 bytes; the excess was cut off',
       },
     ]);
-    expect(res.result).toMatchObject({ outcome: 'aborted', bodyBytes: 5 });
+    expect(res.result).toMatchObject({ outcome: 'complete', bodyBytes: 5 });
   });
 
   it('[5.2][6.1] after the cut the body is not iterated further, and it is closed once', async () => {
@@ -856,11 +870,12 @@ describe('Content-Length [5.1][5.2][5.3]', () => {
       sr('200 OK', [['Content-Length', '0']]);
       return ['x'];
     });
-    expect(res.transport.calls).toEqual(['head', 'abort']);
+    expect(res.transport.calls).toEqual(['head', 'end']);
     expect(res.body.length).toBe(0);
+    expect((res.result.error as TsgiError).code).toBe('ERR_CORE_CONTENT_LENGTH_EXCEEDED');
   });
 
-  it('[5.2][5.3] property: the transport never gets more than Content-Length; it ends only on an exact match', async () => {
+  it('[5.2][5.3] property: the transport never gets more than Content-Length; it aborts only when short', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.uint8Array({ maxLength: 20 }), { maxLength: 8 }),
@@ -872,8 +887,10 @@ describe('Content-Length [5.1][5.2][5.3]', () => {
             return chunks;
           });
           expect(res.body.equals(all.subarray(0, Math.min(cl, all.length)))).toBe(true);
-          expect(res.complete).toBe(all.length === cl);
-          expect(res.aborted !== undefined).toBe(all.length !== cl);
+          // Exact or cut at Content-Length: ended whole; short: aborted (5.3).
+          expect(res.complete).toBe(all.length >= cl);
+          expect(res.aborted !== undefined).toBe(all.length < cl);
+          expect(res.result.error !== undefined).toBe(all.length !== cl);
           for (const c of res.transport.chunks) expect(c.length).toBeGreaterThan(0);
         },
       ),
@@ -1286,7 +1303,8 @@ describe('HEAD [8.1][8.2][8.3][8.4]', () => {
       { method: 'HEAD' },
       { headBody: 'drop' },
     );
-    expect(over.transport.calls).toEqual(['head', 'abort']);
+    expect(over.transport.calls).toEqual(['head', 'end']);
+    expect((over.result.error as TsgiError).code).toBe('ERR_CORE_CONTENT_LENGTH_EXCEEDED');
     const short = await request(
       (_e, sr) => {
         sr('200 OK', [['Content-Length', '30']]);

@@ -16,6 +16,7 @@ import {
   type ErrorSink,
   isTsgiError,
   type LogLevel,
+  RequestSignal,
   type ResponseHead,
   runApp,
   serializeCgiHead,
@@ -494,7 +495,7 @@ export class FastcgiConnection {
     req.abortedByServer = true;
     req.stdin?.fail(reason);
     req.data?.fail(reason);
-    req.controller.abort(reason);
+    req.signal.abort(reason);
     // S5.4: END_REQUEST once the app has stopped, or after the grace period if it does not.
     const grace = this.options.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS;
     const timer = setTimeout(() => this.endAborted(req), grace);
@@ -551,7 +552,7 @@ export class FastcgiConnection {
     try {
       environ = buildEnviron(req.pairs, {
         input: req.stdin ?? null,
-        signal: req.controller.signal,
+        signal: req.signal,
         errors: req.errorSink,
         mount: this.options.mount,
         uriEncoding: this.options.uriEncoding,
@@ -637,7 +638,7 @@ export class FastcgiConnection {
 
   private checkWritable(req: Request) {
     if (req.phase === 'ended' || req.abortedByServer || this.state !== 'open') {
-      const r = req.controller.signal.reason;
+      const r = req.signal.reason;
       throw r instanceof Error ? r : this.goneError();
     }
   }
@@ -736,7 +737,7 @@ export class FastcgiConnection {
     }
     req.stdin?.fail(reason);
     req.data?.fail(reason);
-    if (abortSignal && !req.controller.signal.aborted) req.controller.abort(reason);
+    if (abortSignal && !req.signal.aborted) req.signal.abort(reason);
     if (req.run === undefined) this.releaseSlot(req);
   }
 
@@ -848,7 +849,8 @@ class Request {
   phase: Phase = 'params';
   readonly decoder: ParamsDecoder;
   pairs: ParamPair[] = [];
-  readonly controller = new AbortController();
+  /** Behind `tsgi.signal`: no AbortSignal is made unless the app reads the key. */
+  readonly signal = new RequestSignal();
   stdin: InputSource | undefined;
   data: InputSource | undefined;
   environ: Environ | undefined;

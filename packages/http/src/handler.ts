@@ -1,5 +1,4 @@
 import { Buffer } from 'node:buffer';
-import { getEventListeners } from 'node:events';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -13,6 +12,7 @@ import {
   type ErrorSink,
   isTsgiError,
   type RequestLine,
+  RequestSignal,
   type ResponseHead,
   type RunOptions,
   requestToCgi,
@@ -91,13 +91,6 @@ interface Conn {
   https: boolean;
   /** Exchanges in progress on this connection, oldest first (pipelining runs several). */
   active: HttpExchange[];
-  /**
-   * An AbortController the previous request on this connection left untouched (not aborted,
-   * no listener left on its signal), handed to the next one. Node makes creating an
-   * AbortSignal and its first listener cost about 5 us, as much as the whole core; a
-   * keep-alive connection serving requests one after the other pays it once.
-   */
-  spare: AbortController | undefined;
 }
 
 const kConn = Symbol('tsgi.http.conn');
@@ -126,8 +119,11 @@ class HttpExchange implements Transport, ByteSource {
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly conn: Conn,
-    /** Its signal is `tsgi.signal`: aborted when the connection closes mid-request. */
-    readonly controller: AbortController,
+    /**
+     * Behind `tsgi.signal`: aborted when the connection closes mid-request. A RequestSignal
+     * costs next to nothing until the app reads `tsgi.signal` (an AbortSignal costs 2-5 us).
+     */
+    readonly signal: RequestSignal,
     /** CONTENT_LENGTH as a number; undefined for a chunked body. */
     private readonly contentLength: number | undefined,
     readonly hasBody: boolean,
@@ -201,7 +197,7 @@ class HttpExchange implements Transport, ByteSource {
       status: 400,
     });
     this.failure ??= err;
-    if (!this.controller.signal.aborted) this.controller.abort(err);
+    if (!this.signal.aborted) this.signal.abort(err);
     this.wakePull();
     this.wakeDrain();
   }
@@ -227,7 +223,7 @@ class HttpExchange implements Transport, ByteSource {
 
   sendHead(head: ResponseHead): void {
     const res = this.res;
-    const signal = this.controller.signal;
+    const signal = this.signal;
     if (signal.aborted) throw signal.reason;
     if (this.tooLarge) throw this.failure;
     if (this.front.closing || (this.hasBody && !this.req.complete && !this.canDrain())) {
@@ -267,7 +263,7 @@ class HttpExchange implements Transport, ByteSource {
 
   private waitDrain(): Promise<void> {
     return new Promise<void>((resolve) => {
-      if (this.controller.signal.aborted) return resolve();
+      if (this.signal.aborted) return resolve();
       const done = () => {
         this.res.removeListener('drain', done);
         if (this.drainWaiter === done) this.drainWaiter = undefined;
@@ -389,15 +385,13 @@ class Front {
       );
       return;
     }
-    let controller = conn.spare;
-    if (controller === undefined) controller = new AbortController();
-    else conn.spare = undefined;
+    const signal = new RequestSignal();
     const ex = new HttpExchange(
       this,
       req,
       res,
       conn,
-      controller,
+      signal,
       cl === undefined ? undefined : Number(cl),
       hasBody,
       expectContinue,
@@ -405,11 +399,10 @@ class Front {
     let environ: Environ;
     const eo = this.envOptions;
     eo.input = hasBody ? ex : null;
-    eo.signal = controller.signal;
+    eo.signal = signal;
     try {
       environ = buildEnviron(vars, eo);
     } catch (e) {
-      if (conn.spare === undefined) conn.spare = controller;
       // A request the core refuses (bad or too large CONTENT_LENGTH): its status, a short
       // plain answer, and no reading of a body nobody will use.
       if (isTsgiError(e) && e.status !== undefined) {
@@ -432,17 +425,6 @@ class Front {
     const i = list.indexOf(ex);
     if (i >= 0) list.splice(i, 1);
     ex.release();
-    // The core removed its listener when runApp ended; a signal nobody else listens to
-    // can serve the next request on this connection (see Conn.spare).
-    const c = ex.controller;
-    if (
-      ex.conn.spare === undefined &&
-      !c.signal.aborted &&
-      getEventListeners(c.signal, 'abort').length === 0 &&
-      !list.some((x) => x.controller === c)
-    ) {
-      ex.conn.spare = c;
-    }
     if (--this.active === 0 && this.idleWaiters.length > 0) {
       const ws = this.idleWaiters;
       this.idleWaiters = [];
@@ -520,7 +502,6 @@ function connOf(socket: Socket): Conn {
       // A TLS socket (https.createServer): HTTPS=on and tsgi.url_scheme https.
       https: (socket as { encrypted?: boolean }).encrypted === true,
       active: [],
-      spare: undefined,
     };
     s[kConn] = conn = c;
     // One listener per connection, not per request: it tells every exchange still running

@@ -10,6 +10,7 @@ import {
   createLogSink,
   type ErrorSink,
   isTsgiError,
+  RequestSignal,
   type ResponseHead,
   type RunResult,
   runApp,
@@ -96,7 +97,8 @@ export class ScgiConnection {
   private phase_: ScgiConnectionPhase = 'idle';
   private readonly framer: NetstringFramer;
   private readonly sink: ErrorSink;
-  private readonly controller = new AbortController();
+  /** Behind `tsgi.signal`: no AbortSignal is made unless someone reads it. */
+  private readonly rsignal = new RequestSignal();
   private body: BodySource | undefined;
   private headerTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
@@ -165,7 +167,7 @@ export class ScgiConnection {
 
   /** ScgiConnection.signal: the request's AbortSignal (`tsgi.signal`). */
   get signal(): AbortSignal {
-    return this.controller.signal;
+    return this.rsignal.signal;
   }
 
   /**
@@ -241,7 +243,7 @@ export class ScgiConnection {
 
   private goAway(reason: Error = this.goneError()) {
     this.finished = true;
-    if (!this.controller.signal.aborted) this.controller.abort(reason);
+    if (!this.rsignal.aborted) this.rsignal.abort(reason);
   }
 
   private clearHeaderTimer() {
@@ -270,7 +272,7 @@ export class ScgiConnection {
     try {
       environ = buildEnviron(params, {
         input: this.body,
-        signal: this.controller.signal,
+        signal: this.rsignal,
         errors: this.sink,
         mount: this.options.mount,
         uriEncoding: this.options.uriEncoding,
@@ -334,9 +336,7 @@ export class ScgiConnection {
 
   private checkOpen() {
     if (this.socketClosed || this.socket.destroyed) {
-      throw this.controller.signal.reason instanceof Error
-        ? this.controller.signal.reason
-        : this.goneError();
+      throw this.rsignal.reason instanceof Error ? this.rsignal.reason : this.goneError();
     }
   }
 
