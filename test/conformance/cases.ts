@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Application, Environ } from '@tsgi/core';
 import { expect } from 'vitest';
-import type { Case, ConformanceResponse, Target } from './suite.js';
+import { type Case, type ConformanceResponse, header, type Target } from './suite.js';
 
 const text = (s: string) => Buffer.from(s, 'latin1');
 const hdr = (res: ConformanceResponse, name: string) => {
@@ -398,10 +398,18 @@ export const cases: Case[] = [
         ['Foo', 'baz'],
       ],
     },
-    check(res) {
+    check(res, t) {
       // Apache, lighttpd and the HTTP front join repeats themselves (SPEC 1.8). nginx < 1.23
       // (Debian 12 ships 1.22) passes them as two HTTP_FOO params (nginx CHANGES 1.23.0),
-      // and SPEC 1.5's `auto` policy joins them because SERVER_SOFTWARE says nginx.
+      // and SPEC 1.5's `auto` policy joins them because SERVER_SOFTWARE says nginx. Debian's
+      // stock scgi_params set no SERVER_SOFTWARE, so behind nginx's SCGI the core cannot
+      // tell a repeat from a look-alike and drops the variable (docs/deploy/scgi.md says
+      // which line to add).
+      const nginx = /^nginx\/1\.(\d+)\./.exec(header(res, 'server') ?? '');
+      if (t.kind === 'scgi' && t.server === 'nginx' && nginx !== null && Number(nginx[1]) < 23) {
+        expect(json(res).foo).toBe(null);
+        return;
+      }
       expect(json(res).foo).toBe('bar, baz');
     },
   },
@@ -424,11 +432,6 @@ export const cases: Case[] = [
     rules: ['1.2', '1.4'],
     app: environDump,
     request: { target: '/caf%E9?x=%E9' },
-    skip(t) {
-      if (t.server === 'lighttpd' && t.kind === 'cgi')
-        return 'lighttpd mod_cgi answers 404 itself when the decoded path is not UTF-8 (it looks the path up on disk to find the script); measured with lighttpd 1.4.69';
-      return undefined;
-    },
     check(res, t) {
       const e = json(res);
       expect(e['tsgi.uri_encoding']).toBe('iso-8859-1');

@@ -3,7 +3,7 @@
  */
 import { join } from 'node:path';
 import type { ConfigContext } from '../types.js';
-import { cgiEnvironment, isScript, isSocket, prefixRegex } from './common.js';
+import { cgiEnvironment, isScript, isSocket } from './common.js';
 
 /**
  * lighttpd strings: the tokenizer only knows the escape `\"`; any other backslash is literal
@@ -103,10 +103,22 @@ accesslog.filename = ${lquote(join(dir, 'access.log'))}
 ${top.join('\n')}
 
 # The *.server prefixes are plain string prefixes ("/app" would also take "/apple"), hence the
-# URL condition around them.
-$HTTP["url"] =~ ${lquote(prefixRegex(prefix))} {
-${inner.map((l) => `  ${l}`).join('\n')}
-}
+# URL conditions around them.
+${urlConditions(prefix, inner)}
 ${opts.extraConfig ?? ''}
 `;
+}
+
+/**
+ * The prefix as string conditions (`==` the prefix itself, `=^` the prefix and a slash), not
+ * a `=~` regex: lighttpd 1.4.69 matches regex conditions in PCRE2 UTF mode, so a decoded path
+ * that is not UTF-8 (/app/caf%E9) matches no regex and gets lighttpd's own 404.
+ */
+function urlConditions(prefix: string, inner: string[]): string {
+  const body = inner.map((l) => `  ${l}`).join('\n');
+  if (prefix === '/') return `$HTTP["url"] =^ "/" {\n${body}\n}`;
+  return [
+    `$HTTP["url"] == ${lquote(prefix)} {\n${body}\n}`,
+    `$HTTP["url"] =^ ${lquote(`${prefix}/`)} {\n${body}\n}`,
+  ].join('\n');
 }
