@@ -19,10 +19,25 @@ export interface CommandOption {
 /** CommandOptions: a command's own options after parsing, defaults applied. */
 export type CommandOptions = Readonly<Record<string, string | boolean | undefined>>;
 
+/**
+ * AppInterface: what kind of app MODULE[:EXPORT] is (`--interface`): a tsgi application,
+ * a Fetch handler (or an object with a `fetch` method, such as a Hono app) or a Node
+ * `(req, res)` listener (Express, Koa, Connect); the last two run through `@tsgi/bridges`.
+ */
+export type AppInterface = 'tsgi' | 'fetch' | 'node';
+
 /** SharedOptions: the options every command takes, parsed and checked once by the runner. */
 export interface SharedOptions {
-  /** `--mount`: SCRIPT_NAME the app sees; '' for the root. */
-  mount: string;
+  /** `--interface`: undefined to detect it from the export. */
+  interface: AppInterface | undefined;
+  /** `--strip-mount`: a bridged app's URL leaves the mount prefix out (routes written for /). */
+  stripMount: boolean;
+  /**
+   * `--mount`: SCRIPT_NAME the app sees; '' for the root (`--mount /`). undefined when not
+   * given: a gateway command keeps the split the web server sent, `tsgi http` serves at
+   * the root.
+   */
+  mount: string | undefined;
   /** `--uri-encoding`: tried first for SCRIPT_NAME, PATH_INFO, QUERY_STRING. */
   uriEncoding: string;
   /** `--map-head-to-get`. */
@@ -63,6 +78,11 @@ export interface Serving {
  * own `options`, and MODULE[:EXPORT], loads the app, manages workers and signals, and calls
  * `serve`. Adding a command is one file exporting one of these plus a line in
  * `commands/index.ts`.
+ *
+ * Every command is in the registry, so a command file is loaded by every `tsgi` run: it
+ * holds the description (name, options, `check`) and imports nothing heavier than
+ * `values.ts`; `serve` imports its adapter with `await import(...)` (`tsgi cgi` starts a
+ * process per request and must not pay for node:http, node:net or node:cluster).
  */
 export interface Command {
   /** The subcommand: `http`. */
@@ -82,7 +102,21 @@ export interface Command {
    * Checks the command's options before the app is loaded or workers are started; throws
    * TsgiError (`cli: ...`, one line saying what to do) on a bad value.
    */
-  check?(options: CommandOptions): void;
-  /** Serves `app`; resolves once requests are accepted. */
+  check?(options: CommandOptions, shared: SharedOptions): void;
+  /**
+   * Runs in the process that serves (each worker), just before MODULE is imported: for what
+   * must happen before the app's own code runs (`tsgi cgi` removes HTTP_PROXY: httpoxy).
+   */
+  beforeLoad?(shared: SharedOptions, options: CommandOptions): void | Promise<void>;
+  /**
+   * Called when the app cannot be loaded or served, after the one-line error went to
+   * stderr: for a command that owes its caller an answer anyway (`tsgi cgi` writes a 500
+   * response on stdout, so the web server does not report a malformed script).
+   */
+  failed?(error: unknown): void | Promise<void>;
+  /**
+   * Serves `app`; resolves once requests are accepted. Import the adapter here, with
+   * `await import('@tsgi/NAME')`, not at the top of the file.
+   */
   serve(app: Application, shared: SharedOptions, options: CommandOptions): Promise<Serving>;
 }

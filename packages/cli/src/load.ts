@@ -1,10 +1,12 @@
 // Loading MODULE[:EXPORT]: a file path or an installed package, resolved from the current
 // directory (not from where tsgi is installed), and its default or named export.
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
+
+import { EventEmitter } from 'node:events';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type Application, TsgiError } from '@tsgi/core';
+import { type Application, type ErrorSink, isTsgiError, TsgiError } from '@tsgi/core';
+import { fs, nodeModule } from './builtins.js';
+import type { AppInterface } from './command.js';
 
 /** ModuleSpec: MODULE[:EXPORT] split in two. */
 export interface ModuleSpec {
@@ -36,17 +38,17 @@ const looksLikePath = (s: string) =>
 export function resolveModule(module: string, cwd: string): string {
   if (looksLikePath(module)) {
     const file = resolve(cwd, module);
-    if (!existsSync(file)) {
+    if (!fs.existsSync(file)) {
       throw loadError(
         `cannot find ${module} (looked for ${file}); give the path of a .js or .mjs file, or an installed package name`,
       );
     }
-    if (statSync(file).isDirectory()) {
+    if (fs.statSync(file).isDirectory()) {
       throw loadError(`${module} is a directory; give the app's .js or .mjs file`);
     }
     return pathToFileURL(file).href;
   }
-  const require = createRequire(join(cwd, 'noop.js'));
+  const require = nodeModule.createRequire(join(cwd, 'noop.js'));
   try {
     return pathToFileURL(require.resolve(module)).href;
   } catch (e) {
@@ -68,8 +70,8 @@ function resolveImportOnly(name: string, cwd: string): string | undefined {
   for (let dir = cwd; ; dir = dirname(dir)) {
     const root = join(dir, 'node_modules', pkgName);
     const pj = join(root, 'package.json');
-    if (existsSync(pj)) {
-      const pkg = JSON.parse(readFileSync(pj, 'utf8')) as { exports?: unknown };
+    if (fs.existsSync(pj)) {
+      const pkg = JSON.parse(fs.readFileSync(pj, 'utf8')) as { exports?: unknown };
       const target = exportTarget(pkg.exports, `.${sub}`);
       return target === undefined ? undefined : join(root, target);
     }
@@ -107,12 +109,61 @@ function pickCondition(entry: unknown): string | undefined {
   return undefined;
 }
 
+/** LoadOptions: how `loadApp` turns the export into a tsgi Application. */
+export interface LoadOptions {
+  /** `--interface`: what the export is; undefined to detect it (`@tsgi/bridges`' detectInterface). */
+  interface?: AppInterface;
+  /** `--strip-mount`: a bridged app's URL leaves SCRIPT_NAME out. */
+  stripMount?: boolean;
+  /** Where a warning goes (`--strip-mount` for a tsgi app). */
+  log?: ErrorSink;
+}
+
+/**
+ * isPlainTsgi: a function that `detectInterface` of @tsgi/bridges would call a tsgi app
+ * (no `fetch` method, not an Express/Connect app, not an http.Server): it is used as it
+ * is, without loading the bridges (and node:http with them).
+ */
+function isPlainTsgi(v: unknown): v is Application {
+  if (typeof v !== 'function') return false;
+  const f = v as unknown as Record<string, unknown>;
+  return (
+    typeof f.fetch !== 'function' &&
+    !(typeof f.handle === 'function' && typeof f.use === 'function') &&
+    !(v instanceof EventEmitter)
+  );
+}
+
+/** What an export is, for an error message: `object with keys [status]`, `string`. */
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (typeof v === 'object') {
+    const keys = Object.keys(v as object);
+    const name = (v as object).constructor?.name;
+    const what = name && name !== 'Object' ? `a ${name} object` : 'an object';
+    return keys.length === 0
+      ? `${what} with no own keys`
+      : `${what} with keys [${keys.slice(0, 8).join(', ')}${keys.length > 8 ? ', ...' : ''}]`;
+  }
+  if (typeof v === 'function') return `a function of ${(v as () => void).length} parameter(s)`;
+  return `a ${typeof v}`;
+}
+
 /**
  * loadApp: imports MODULE and returns its default export, or the export named EXPORT, as
- * the application. Throws TsgiError `ERR_CLI_LOAD` with a one-line message that says what
- * to do: module not found, failed to evaluate, export missing, export not a function.
+ * the application. A tsgi application (a function `(environ, startResponse)`) is used as
+ * it is; a Fetch app (an object with `fetch`, such as Hono) or a Node listener (Express,
+ * Koa, Connect, an http.Server) is detected, or named by `options.interface`, and bridged
+ * with `@tsgi/bridges` (imported only then). Throws TsgiError `ERR_CLI_LOAD` with a
+ * one-line message that says what to do: module not found, failed to evaluate, export
+ * missing, export not an application (the message says what was found).
  */
-export async function loadApp(spec: string, cwd: string = process.cwd()): Promise<Application> {
+export async function loadApp(
+  spec: string,
+  cwd: string = process.cwd(),
+  options: LoadOptions = {},
+): Promise<Application> {
   const { module, exportName } = parseModuleSpec(spec);
   const url = resolveModule(module, cwd);
   let ns: Record<string, unknown>;
@@ -135,10 +186,36 @@ export async function loadApp(spec: string, cwd: string = process.cwd()): Promis
     );
   }
   const app = ns[exportName];
-  if (typeof app !== 'function') {
+  const where = `${module}:${exportName}`;
+  const iface = options.interface;
+  if ((iface === undefined || iface === 'tsgi') && isPlainTsgi(app)) {
+    if (options.stripMount) {
+      options.log?.(
+        `tsgi: --strip-mount is for fetch and node apps; ${where} is a tsgi app, which reads SCRIPT_NAME and PATH_INFO itself`,
+        'warn',
+      );
+    }
+    return app;
+  }
+  if (
+    iface === 'tsgi' ||
+    (iface === undefined && (app === null || typeof app !== 'object') && typeof app !== 'function')
+  ) {
     throw loadError(
-      `${module}:${exportName} is ${app === null ? 'null' : typeof app}, not an application (a function (environ, startResponse)); name the app with ${module}:EXPORT`,
+      `${where} is ${app === null ? 'null' : typeof app}, not an application (${iface === undefined ? 'a function (environ, startResponse), a Fetch app or a Node listener' : 'a function (environ, startResponse)'}); name the app with ${module}:EXPORT`,
     );
   }
-  return app as Application;
+  const bridges = await import('@tsgi/bridges');
+  const kind = iface ?? bridges.detectInterface(app);
+  if (kind === undefined) {
+    throw loadError(
+      `${where} is ${typeof app}, not an application: found ${describe(app)}; expected a tsgi app (environ, startResponse), an object with fetch() (Hono), or an Express, Koa or Connect app; name the app with ${module}:EXPORT or pass --interface tsgi|fetch|node`,
+    );
+  }
+  try {
+    return bridges.toApplication(app, kind, { stripMount: options.stripMount === true });
+  } catch (e) {
+    const msg = isTsgiError(e) ? e.message.replace(/^bridges: /, '') : String(e);
+    throw loadError(`${where}: ${msg}; name the app with ${module}:EXPORT`, e);
+  }
 }

@@ -1,8 +1,8 @@
 // The command line: `tsgi COMMAND [options] MODULE[:EXPORT]`, parsed once with node:util
 // parseArgs into the shared options, the command's own options and the module spec.
-import { createRequire } from 'node:module';
-import { type ParseArgsConfig, parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { createLogSink, type LogLevel, TsgiError } from '@tsgi/core';
+import { fs, util } from './builtins.js';
 import type { Command, CommandOption, CommandOptions, SharedOptions } from './command.js';
 import { commands } from './commands/index.js';
 import {
@@ -19,8 +19,16 @@ export const SHARED_OPTIONS: Readonly<Record<string, CommandOption>> = {
   mount: {
     type: 'string',
     arg: 'PREFIX',
-    help: 'mount point: the SCRIPT_NAME the app sees (/app); requests outside it get 404',
-    default: '',
+    help: 'mount point: the SCRIPT_NAME the app sees (/app), PATH_INFO the rest, recomputed from the request path (http: requests outside it get 404; default: http the root, fastcgi/scgi/cgi the split the web server sent)',
+  },
+  interface: {
+    type: 'string',
+    arg: 'tsgi|fetch|node',
+    help: 'what the export is: a tsgi app, a Fetch handler or object with fetch() (Hono), a Node (req, res) listener (Express, Koa); default: detected',
+  },
+  'strip-mount': {
+    type: 'boolean',
+    help: 'fetch and node apps: leave the mount prefix out of the URL the app sees (routes written for /)',
   },
   'uri-encoding': {
     type: 'string',
@@ -94,7 +102,8 @@ export function usageError(message: string): TsgiError {
 export function version(): string {
   try {
     // dist/bin.js and src/options.ts both sit one level below package.json.
-    return (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+    const text = fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8');
+    return (JSON.parse(text) as { version: string }).version;
   } catch {
     return 'unknown';
   }
@@ -137,7 +146,7 @@ export function parseCommandLine(
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({
+    ({ values, positionals } = util.parseArgs({
       args: argv.slice(1) as string[],
       options: config,
       strict: true,
@@ -164,7 +173,7 @@ export function parseCommandLine(
     options[name] = values[name] ?? (o.type === 'boolean' ? false : o.default);
   }
   const shared = parseShared(values, command);
-  command.check?.(options);
+  command.check?.(options, shared);
   return { kind: 'run', command, shared, options, module: positionals[0] as string };
 }
 
@@ -194,8 +203,15 @@ function parseShared(
     );
   }
   const maxBody = s('max-body');
+  const mount = s('mount');
+  const iface = s('interface');
   return {
-    mount: parseMount('--mount', s('mount') as string),
+    interface:
+      iface === undefined
+        ? undefined
+        : parseChoice('--interface', iface, ['tsgi', 'fetch', 'node'] as const),
+    stripMount: v['strip-mount'] === true,
+    mount: mount === undefined ? undefined : parseMount('--mount', mount),
     uriEncoding: parseEncoding('--uri-encoding', s('uri-encoding') as string),
     mapHeadToGet: parseChoice(
       '--map-head-to-get',
@@ -280,6 +296,9 @@ function wrap(text: string, width: number): string[] {
 const MODULE_HELP = [
   'MODULE is a .js/.mjs/.cjs file or an installed package name; its default export is the',
   'application, a function (environ, startResponse); MODULE:EXPORT picks a named export.',
+  'A Fetch app (an object with fetch(), such as Hono) and an Express, Connect or Koa app are',
+  'detected and bridged (@tsgi/bridges); a plain (request) or (req, res) function needs',
+  '--interface fetch or --interface node.',
 ];
 
 const SIGNAL_HELP = [
@@ -333,6 +352,9 @@ export function globalHelp(registry: readonly Command[] = commands): string {
     'Examples:',
     '  tsgi http examples/hello.mjs                      # http://127.0.0.1:8000/',
     '  tsgi http --listen 0.0.0.0:8080 --workers 4 app.mjs:handler',
+    '  tsgi fastcgi --listen unix:/run/tsgi/app.sock --socket-mode 660 --mount /app app.mjs',
+    '  tsgi scgi --listen 127.0.0.1:4000 --workers 2 app.mjs',
+    '  tsgi cgi app.mjs                                  # in a cgi-bin script',
     '',
   ].join('\n');
 }

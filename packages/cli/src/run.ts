@@ -1,8 +1,10 @@
 // The runner: one process, or a master with worker processes (node:cluster). It owns
 // everything a command should not have to repeat: loading the app, signals, graceful
 // stop, restarting dead workers, recycling after --max-requests, SIGHUP reloads.
-import cluster, { type Worker } from 'node:cluster';
-import { randomInt } from 'node:crypto';
+//
+// node:cluster and node:crypto are imported when workers or recycling are asked for, not
+// before: `tsgi cgi` starts a process per request and must not pay for them.
+import type { Cluster, Worker } from 'node:cluster';
 import {
   type Application,
   declareNeedsBody,
@@ -64,9 +66,17 @@ export async function main(
     process.stdout.write(parsed.text.endsWith('\n') ? parsed.text : `${parsed.text}\n`);
     return 0;
   }
-  if (cluster.isWorker && process.env[WORKER_ENV] === '1') return runWorker(parsed);
-  if (parsed.shared.workers > 0) return runMaster(parsed, argv);
+  if (process.env[WORKER_ENV] === '1') {
+    // In a worker Node has loaded node:cluster already (to set up the IPC channel).
+    const cluster = await loadCluster();
+    if (cluster.isWorker) return runWorker(parsed);
+  }
+  if (parsed.shared.workers > 0) return runMaster(parsed, argv, await loadCluster());
   return runSingle(parsed);
+}
+
+async function loadCluster(): Promise<Cluster> {
+  return (await import('node:cluster')).default;
 }
 
 /** Wraps the app to count requests; calls `onLimit` once, when the count reaches `limit`. */
@@ -102,9 +112,15 @@ async function gracefulClose(serving: Serving, seconds: number, log: ErrorSink):
 }
 
 async function start(p: Run, onLimit?: () => void): Promise<Serving> {
-  let app = await loadApp(p.module);
+  await p.command.beforeLoad?.(p.shared, p.options);
+  let app = await loadApp(p.module, process.cwd(), {
+    interface: p.shared.interface,
+    stripMount: p.shared.stripMount,
+    log: p.shared.log,
+  });
   const { maxRequests, maxRequestsJitter } = p.shared;
   if (maxRequests > 0 && onLimit !== undefined) {
+    const { randomInt } = await import('node:crypto');
     app = countRequests(app, maxRequests + randomInt(0, maxRequestsJitter + 1), onLimit);
   }
   return p.command.serve(app, p.shared, p.options);
@@ -117,6 +133,7 @@ async function runSingle(p: Run): Promise<number> {
     serving = await start(p);
   } catch (e) {
     fail(e);
+    await p.command.failed?.(e);
     return 1;
   }
   if (!serving.done) announce(serving.address);
@@ -224,7 +241,7 @@ interface WorkerState {
   settle(ok: boolean): void;
 }
 
-async function runMaster(p: Run, argv: readonly string[]): Promise<number> {
+async function runMaster(p: Run, argv: readonly string[], cluster: Cluster): Promise<number> {
   const log = p.shared.log;
   const n = p.shared.workers;
   const graceMs = p.shared.gracefulTimeout * 1000;

@@ -69,14 +69,17 @@ export function parseEncoding(option: string, value: string): string {
 export type Listen = { host: string; port: number } | { path: string };
 
 /**
- * parseListen: `HOST:PORT`, `PORT`, `:PORT` (on `defaultHost`), `[::1]:PORT`, or
- * `unix:/path/to.sock`.
+ * parseListen: `HOST:PORT`, `PORT`, `:PORT` (on `defaultHost`), `[::1]:PORT`, or a Unix
+ * socket: `unix:/path/to.sock`, or a path starting with `/` or `./`.
  */
 export function parseListen(option: string, value: string, defaultHost = '127.0.0.1'): Listen {
   if (value.startsWith('unix:')) {
     const path = value.slice(5);
     if (path === '') throw bad(option, value, 'unix:/path/to/socket');
     return { path };
+  }
+  if (value.startsWith('/') || value.startsWith('./') || value.startsWith('../')) {
+    return { path: value };
   }
   const m = /^(?:(\[[0-9A-Fa-f:.]+\]|[^:[\]\s]*):)?([0-9]{1,5})$/.exec(value);
   if (m === null || Number(m[2]) > 65535) {

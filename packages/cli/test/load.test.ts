@@ -89,7 +89,7 @@ describe('loadApp', () => {
     );
     file('obj.mjs', 'export default { status: 200 }; export const x = 1;');
     expect(await failure('obj.mjs')).toBe(
-      'tsgi: obj.mjs:default is object, not an application (a function (environ, startResponse)); name the app with obj.mjs:EXPORT',
+      'tsgi: obj.mjs:default is object, not an application: found an object with keys [status]; expected a tsgi app (environ, startResponse), an object with fetch() (Hono), or an Express, Koa or Connect app; name the app with obj.mjs:EXPORT or pass --interface tsgi|fetch|node',
     );
     expect(await failure('obj.mjs:y')).toBe(
       'tsgi: obj.mjs has no export "y" (its exports: default, x); name an existing one with obj.mjs:EXPORT',

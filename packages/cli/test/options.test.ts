@@ -37,7 +37,10 @@ describe('parseCommandLine', () => {
       'idle-timeout': '60',
     });
     expect(p.shared).toMatchObject({
-      mount: '',
+      // No --mount: http serves at the root; fastcgi/scgi/cgi keep the server's split.
+      mount: undefined,
+      interface: undefined,
+      stripMount: false,
       uriEncoding: 'utf-8',
       mapHeadToGet: 'off',
       maxBodyBytes: undefined,

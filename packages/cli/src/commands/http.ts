@@ -1,6 +1,5 @@
 // `tsgi http`: the app as an HTTP/1.1 server (@tsgi/http), no other web server needed.
 import { isTsgiError, TsgiError } from '@tsgi/core';
-import { serveHttp } from '@tsgi/http';
 import type { Command, CommandOptions } from '../command.js';
 import { parseListen, parseSeconds, parseSize } from '../values.js';
 
@@ -59,10 +58,11 @@ export const httpCommand: Command = {
     }
   },
   async serve(app, shared, o) {
+    const { serveHttp } = await import('@tsgi/http');
     const listen = parseListen('--listen', o.listen as string);
     const s = await serveHttp(app, {
       ...listen,
-      mount: shared.mount,
+      mount: shared.mount ?? '',
       uriEncoding: shared.uriEncoding,
       mapHeadToGet: shared.mapHeadToGet,
       maxBodyBytes: shared.maxBodyBytes,
