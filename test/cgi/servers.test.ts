@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleFile, REPO_ROOT } from '../../packages/cgi/test/helpers.js';
 import { messageHeaders } from '../conformance/cases.js';
+import { frontTarget } from '../conformance/front.js';
 import { runConformance, type Target } from '../conformance/suite.js';
 import { httpRequest, rawExchangeDetailed } from '../harness/clients.js';
 import {
@@ -180,23 +181,7 @@ async function* inPieces(b: Buffer, size: number): AsyncGenerator<Buffer> {
 }
 
 function conformanceTarget(spec: FrontSpec, front: () => FrontHandle): Target {
-  return {
-    name: `cgi/${spec.id}`,
-    kind: 'cgi',
-    server: spec.server,
-    mount: '/app',
-    async request(req) {
-      const r = await httpRequest({
-        port: front().port,
-        method: req.method,
-        path: `/app${req.target}`,
-        headers: req.headers as [string, string][],
-        body: req.body,
-        chunked: req.chunked,
-      });
-      return { status: r.status, headers: r.rawHeaders, body: r.body };
-    },
-  };
+  return frontTarget('cgi', spec, () => front().port);
 }
 
 /** raw: one request over a fresh connection, the response parsed as it came. */

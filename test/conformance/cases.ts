@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Application, Environ } from '@tsgi/core';
 import { expect } from 'vitest';
-import { type Case, type ConformanceResponse, header, type Target } from './suite.js';
+import type { Case, ConformanceResponse, Target } from './suite.js';
 
 const text = (s: string) => Buffer.from(s, 'latin1');
 const hdr = (res: ConformanceResponse, name: string) => {
@@ -405,7 +405,7 @@ export const cases: Case[] = [
       // stock scgi_params set no SERVER_SOFTWARE, so behind nginx's SCGI the core cannot
       // tell a repeat from a look-alike and drops the variable (docs/deploy/scgi.md says
       // which line to add).
-      const nginx = /^nginx\/1\.(\d+)\./.exec(header(res, 'server') ?? '');
+      const nginx = /^nginx\/1\.(\d+)\./.exec(hdr(res, 'server') ?? '');
       if (t.kind === 'scgi' && t.server === 'nginx' && nginx !== null && Number(nginx[1]) < 23) {
         expect(json(res).foo).toBe(null);
         return;

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type FastcgiServer, serveFastcgi } from '@tsgi/fastcgi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { frontTarget } from '../conformance/front.js';
 import { runConformance, type Target } from '../conformance/suite.js';
 import { httpRequest } from '../harness/clients.js';
 import {
@@ -119,23 +120,7 @@ afterAll(() => {
 });
 
 function target(spec: FrontSpec, front: () => FrontHandle): Target {
-  return {
-    name: `fastcgi/${spec.id}`,
-    kind: 'fastcgi',
-    server: spec.server,
-    mount: '/app',
-    async request(req) {
-      const r = await httpRequest({
-        port: front().port,
-        method: req.method,
-        path: `/app${req.target}`,
-        headers: req.headers as [string, string][],
-        body: req.body,
-        chunked: req.chunked,
-      });
-      return { status: r.status, headers: r.rawHeaders, body: r.body };
-    },
-  };
+  return frontTarget('fastcgi', spec, () => front().port);
 }
 
 /** A FastCGI server in this process that counts the connections it accepts. */

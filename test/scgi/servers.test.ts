@@ -9,10 +9,10 @@
 // --write docs/deploy/scgi.md <that file>` renders it into the table in docs/deploy/scgi.md.
 import { type ScgiServer, serveScgi } from '@tsgi/scgi';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { frontTarget } from '../conformance/front.js';
 import { runConformance, type Target } from '../conformance/suite.js';
 import { COMMON_ROWS, registerProbeTests } from '../fastcgi/probe-tests.js';
 import { md5, Observations, Probe, serversApp } from '../fastcgi/shared.js';
-import { httpRequest } from '../harness/clients.js';
 import {
   describeWithServer,
   type FrontHandle,
@@ -85,23 +85,7 @@ afterAll(() => {
 });
 
 function target(spec: FrontSpec, front: () => FrontHandle): Target {
-  return {
-    name: `scgi/${spec.id}`,
-    kind: 'scgi',
-    server: spec.server,
-    mount: '/app',
-    async request(req) {
-      const r = await httpRequest({
-        port: front().port,
-        method: req.method,
-        path: `/app${req.target}`,
-        headers: req.headers as [string, string][],
-        body: req.body,
-        chunked: req.chunked,
-      });
-      return { status: r.status, headers: r.rawHeaders, body: r.body };
-    },
-  };
+  return frontTarget('scgi', spec, () => front().port);
 }
 
 for (const spec of FRONTS) {
