@@ -479,7 +479,7 @@ describe('tsgi.input: the rules one by one', () => {
     expect(await unread.drain(1000)).toBe(false);
   });
 
-  it('[2.9] drainInput works on tsgi.input, through the validator wrapper, and refuses others', async () => {
+  it('[2.9][11.7] drainInput works on tsgi.input, through the validator wrapper, and refuses others', async () => {
     const plain = createInput(sourceFromIterable([latin1('abcd')]), 4);
     expect(await drainInput(plain, 10)).toBe(true);
     expect(await drainInput({}, 10)).toBe(false);
