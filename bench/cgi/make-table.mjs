@@ -6,7 +6,6 @@
 //
 // Without --write the tables go to stdout. With it they replace the text between the
 // `<!-- cgi-servers-table:begin -->` and `<!-- cgi-servers-table:end -->` markers.
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -204,11 +203,6 @@ if (process.argv.includes('--write')) {
     process.exit(1);
   }
   writeFileSync(DOC, `${doc.slice(0, a + BEGIN.length)}\n${table}\n${doc.slice(b)}`);
-  // The repository's formatter aligns markdown tables; run it so that `biome check` passes.
-  const biome = spawnSync(join(root, 'node_modules/.bin/biome'), ['format', '--write', DOC], {
-    stdio: 'inherit',
-  });
-  if (biome.status !== 0) console.error('make-table: biome format failed; run it on the doc');
   console.log(`make-table: updated ${DOC}`);
 } else {
   console.log(table);
