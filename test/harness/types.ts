@@ -56,6 +56,14 @@ export interface FrontOptions {
   streamRequestBody?: 0 | 1 | 2;
   /** lighttpd cgi: `cgi.local-redir = "enable"`. */
   localRedir?: boolean;
+  /**
+   * lighttpd fastcgi: a FastCGI Authorizer (`"mode" => "authorizer"`, FastCGI spec S6.3) in
+   * the prefix's `fastcgi.server` entry, next to the backend. lighttpd asks it first; its 200
+   * lets the request through to the backend (with its `Variable-NAME` headers as the
+   * backend's NAME params), any other response goes to the client instead. Other servers:
+   * ignored (Apache's mod_authnz_fcgi goes in `extraConfig`; nginx has no FastCGI authorizer).
+   */
+  fcgiAuthorizer?: TcpBackend | SocketBackend;
 
   // ---- lighttpd and apache -------------------------------------------------------------------
   /** lighttpd: mod_deflate for text/plain etc.; Apache: `AddOutputFilterByType DEFLATE …`. */

@@ -2,7 +2,7 @@
  * lighttpd.conf for one front: `lighttpd -D -f lighttpd.conf`.
  */
 import { join } from 'node:path';
-import type { ConfigContext } from '../types.js';
+import type { Backend, ConfigContext } from '../types.js';
 import { cgiEnvironment, isScript, isSocket } from './common.js';
 
 /**
@@ -26,15 +26,14 @@ export function lighttpdConfig(ctx: ConfigContext): string {
   const inner: string[] = [];
   const top: string[] = [];
 
-  const hostFor = (extra: string[] = []) => {
+  const hostFields = (b: Backend, extra: string[] = []) => {
     const fields: string[] = [];
-    if (isSocket(backend)) fields.push(`"socket" => ${lquote(backend.socket)}`);
-    else if (!isScript(backend)) {
-      fields.push(`"host" => ${lquote(backend.host)}`, `"port" => ${backend.port}`);
-    }
+    if (isSocket(b)) fields.push(`"socket" => ${lquote(b.socket)}`);
+    else if (!isScript(b)) fields.push(`"host" => ${lquote(b.host)}`, `"port" => ${b.port}`);
     fields.push(...extra);
-    return `( ( ${fields.join(', ')} ) )`;
+    return `( ${fields.join(', ')} )`;
   };
+  const hostFor = (extra: string[] = []) => `( ${hostFields(backend, extra)} )`;
 
   switch (opts.protocol) {
     case 'cgi': {
@@ -58,7 +57,12 @@ export function lighttpdConfig(ctx: ConfigContext): string {
         // docroot + prefix to the wanted file.
         extra.push(`"docroot" => ${lquote(lighttpdFcgiDocroot(dir))}`);
       }
-      inner.push(`fastcgi.server = ( ${lquote(prefix)} => ${hostFor(extra)} )`);
+      // An authorizer and a responder may share a prefix: lighttpd runs the authorizer
+      // (mode "authorizer") first, then, on its 200, the responder.
+      const hosts = opts.fcgiAuthorizer
+        ? `( ${hostFields(opts.fcgiAuthorizer, ['"mode" => "authorizer"', '"check-local" => "disable"'])}, ${hostFields(backend, extra)} )`
+        : hostFor(extra);
+      inner.push(`fastcgi.server = ( ${lquote(prefix)} => ${hosts} )`);
       break;
     }
     case 'scgi': {
