@@ -109,6 +109,13 @@ export interface Command {
    */
   beforeLoad?(shared: SharedOptions, options: CommandOptions): void | Promise<void>;
   /**
+   * Runs once in the master, before the first `--workers` start (never in a worker, nor
+   * without --workers): for what the workers would otherwise race each other for. The
+   * socket commands remove a stale unix socket file here: each worker would probe and
+   * replace it, and one would find the socket another had just bound, alive.
+   */
+  beforeWorkers?(shared: SharedOptions, options: CommandOptions): void | Promise<void>;
+  /**
    * Called when the app cannot be loaded or served, after the one-line error went to
    * stderr: for a command that owes its caller an answer anyway (`tsgi cgi` writes a 500
    * response on stdout, so the web server does not report a malformed script).

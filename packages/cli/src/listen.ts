@@ -2,7 +2,7 @@
 // its mode and owner, or a listening socket inherited on a file descriptor (fd 0, left by
 // spawn-fcgi, fcgiwrap-style supervisors, Apache mod_fcgid or lighttpd's bin-path).
 // Nothing here imports node:net: the adapter does, once `serve` runs.
-import { TsgiError } from '@tsgi/core';
+import { type ErrorSink, isTsgiError, TsgiError } from '@tsgi/core';
 import { fs } from './builtins.js';
 import type { CommandOption, CommandOptions, SharedOptions } from './command.js';
 import { type Listen, parseCount, parseListen } from './values.js';
@@ -276,6 +276,64 @@ export function planSocket(
   };
 }
 
+/**
+ * quietUntilListening: the adapter's error sink for a socket command. The adapters log
+ * their net.Server's 'error' events (`fastcgi: server error: listen EADDRINUSE ...`); a
+ * failed listen is also the rejection `listenSocket` turns into the command's one-line
+ * error, so until the server listens that report is dropped (it would be a second line
+ * saying the same). Call `listening()` once it listens: from then on everything passes.
+ */
+export function quietUntilListening(
+  sink: ErrorSink,
+  prefix: string,
+): { errors: ErrorSink; listening(): void } {
+  let on = false;
+  const errors: ErrorSink = (text, level) => {
+    if (!on && text.startsWith(`${prefix}: server error:`)) return;
+    sink(text, level);
+  };
+  return {
+    errors,
+    listening() {
+      on = true;
+    },
+  };
+}
+
+/**
+ * removeStaleSocket: with `--listen unix:PATH`, removes PATH when it is a socket nothing
+ * answers on (ECONNREFUSED: left by a process that was killed). The adapters do this
+ * themselves when they listen; the master of `--workers` does it once, before the workers
+ * start (see Command.beforeWorkers). Anything else (a live socket, a file that is not a
+ * socket, no permission) is left for the listen to report.
+ */
+export async function removeStaleSocket(plan: SocketPlan): Promise<void> {
+  const listen = plan.listen;
+  if (listen === undefined || !('path' in listen)) return;
+  const { path } = listen;
+  try {
+    if (!fs.lstatSync(path).isSocket()) return;
+  } catch {
+    return;
+  }
+  const net = process.getBuiltinModule('node:net');
+  const stale = await new Promise<boolean>((resolve) => {
+    const probe = net.connect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
+  });
+  if (stale) {
+    try {
+      fs.unlinkSync(path);
+    } catch {
+      // Gone already, or not ours to remove: the listen says so.
+    }
+  }
+}
+
 /** What a socket adapter's `serve*` resolves to (FastcgiServer, ScgiServer). */
 export interface SocketServer {
   readonly address: { address: string; port: number; family?: string } | string | null;
@@ -394,13 +452,20 @@ function listenError(e: unknown, listen: SocketListen): TsgiError {
         : `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
   const code = (e as NodeJS.ErrnoException).code;
   const msg = (e instanceof Error ? e.message : String(e)).replace(/^(fastcgi|scgi): /, '');
-  if (code === undefined) {
-    // The adapter's own refusal (a Unix socket a running server answers on).
+  if (isTsgiError(e)) {
+    // The adapter's own refusal: a Unix socket a running server answers on. Any other
+    // TsgiError (a bad option) is not about the address: passed on as it is.
+    if (!/_ADDRESS_IN_USE$/.test(e.code)) return e;
     return new TsgiError(
       'ERR_CLI_LISTEN',
       `cli: cannot listen on ${where}: ${msg}; stop it or choose another address with --listen`,
       { cause: e },
     );
+  }
+  if (code === undefined) {
+    return new TsgiError('ERR_CLI_LISTEN', `cli: cannot listen on ${where}: ${msg}`, {
+      cause: e,
+    });
   }
   const reason = REASONS[code] ?? msg;
   const hint =

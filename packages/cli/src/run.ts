@@ -245,6 +245,12 @@ async function runMaster(p: Run, argv: readonly string[], cluster: Cluster): Pro
   const log = p.shared.log;
   const n = p.shared.workers;
   const graceMs = p.shared.gracefulTimeout * 1000;
+  try {
+    await p.command.beforeWorkers?.(p.shared, p.options);
+  } catch (e) {
+    fail(e);
+    return 1;
+  }
   cluster.setupPrimary({ args: [...argv] });
   const all = new Map<number, WorkerState>();
   let phase: 'starting' | 'running' | 'reloading' | 'stopping' = 'starting';

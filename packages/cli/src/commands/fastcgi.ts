@@ -2,7 +2,13 @@
 // lighttpd: on TCP, a Unix socket, or the listening socket a supervisor leaves on fd 0.
 import { TsgiError } from '@tsgi/core';
 import type { Command, CommandOptions } from '../command.js';
-import { listenSocket, planSocket, socketOptions } from '../listen.js';
+import {
+  listenSocket,
+  planSocket,
+  quietUntilListening,
+  removeStaleSocket,
+  socketOptions,
+} from '../listen.js';
 import { parseChoice, parseCount, parseSeconds, parseSize } from '../values.js';
 
 const DEFAULT_LISTEN = '127.0.0.1:9000';
@@ -10,9 +16,48 @@ const DEFAULT_LISTEN = '127.0.0.1:9000';
 const ms = (name: string, o: CommandOptions) =>
   Math.round(parseSeconds(`--${name}`, o[name] as string) * 1000);
 
+/**
+ * The peers allowed to connect (FastCGI S3.2): `--web-server-addrs`, else the
+ * FCGI_WEB_SERVER_ADDRS environment variable; null for every peer (`any`, unset, or an
+ * empty variable, as libfcgi reads it). Throws a one-line error for an entry that is not
+ * an IP address, naming where it came from.
+ */
+function webServerAddrs(o: CommandOptions): string | null {
+  const given = o['web-server-addrs'] as string | undefined;
+  const value = given ?? process.env.FCGI_WEB_SERVER_ADDRS;
+  if (value === undefined || value === 'any') return null;
+  const where =
+    given === undefined
+      ? `FCGI_WEB_SERVER_ADDRS ${JSON.stringify(value)} (from the environment)`
+      : `--web-server-addrs ${JSON.stringify(value)}`;
+  const fix =
+    given === undefined
+      ? 'fix or unset the variable, or pass --web-server-addrs any'
+      : 'give a comma-separated list of IP addresses, or any';
+  const entries = value
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  if (entries.length === 0) {
+    // libfcgi takes an empty FCGI_WEB_SERVER_ADDRS as no check; an empty --web-server-addrs
+    // is a mistake (it would otherwise refuse every peer).
+    if (given === undefined) return null;
+    throw new TsgiError('ERR_CLI_BAD_OPTION', `cli: ${where} lists no address; ${fix}`);
+  }
+  const { isIP } = process.getBuiltinModule('node:net');
+  for (const a of entries) {
+    if (isIP(a) === 0) {
+      throw new TsgiError(
+        'ERR_CLI_BAD_OPTION',
+        `cli: ${where}: ${JSON.stringify(a)} is not an IP address; ${fix}`,
+      );
+    }
+  }
+  return entries.join(',');
+}
+
 /** The adapter's options from the command's (the listening ones apart). */
 function adapterOptions(o: CommandOptions) {
-  const addrs = o['web-server-addrs'] as string | undefined;
   return {
     multiplex: parseChoice('--multiplex', o.multiplex as string, ['on', 'off']) === 'on',
     maxConnections: parseCount('--max-connections', o['max-connections'] as string, 1),
@@ -23,16 +68,13 @@ function adapterOptions(o: CommandOptions) {
     paramsTimeoutMs: ms('params-timeout', o),
     requestTimeoutMs: ms('request-timeout', o),
     idleTimeoutMs: ms('idle-timeout', o),
-    // undefined: the adapter reads FCGI_WEB_SERVER_ADDRS; `any`: no check at all.
-    webServerAddrs: addrs === undefined ? undefined : addrs === 'any' ? null : addrs,
+    // Resolved here, environment included, so that the adapter never reads it itself.
+    webServerAddrs: webServerAddrs(o),
     errorsToStderr:
       parseChoice('--errors-to', o['errors-to'] as string, ['web-server', 'stderr']) ===
       'web-server',
   };
 }
-
-/** IPv4 or IPv6 text (what FCGI_WEB_SERVER_ADDRS lists), checked without node:net. */
-const IP = /^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/;
 
 /** fastcgiCommand: `tsgi fastcgi [--listen HOST:PORT|unix:/path|fd:N] [options] MODULE[:EXPORT]`. */
 export const fastcgiCommand: Command = {
@@ -98,7 +140,7 @@ export const fastcgiCommand: Command = {
     'web-server-addrs': {
       type: 'string',
       arg: 'ADDRS',
-      help: 'comma-separated IP addresses allowed to connect over TCP (default: FCGI_WEB_SERVER_ADDRS from the environment; unset or any: every peer)',
+      help: 'comma-separated IP addresses allowed to connect over TCP; other peers are disconnected, and so is every unix-socket peer (default: FCGI_WEB_SERVER_ADDRS from the environment; unset, empty or any: every peer)',
     },
     'errors-to': {
       type: 'string',
@@ -108,23 +150,22 @@ export const fastcgiCommand: Command = {
     },
   },
   check(o, shared) {
-    planSocket(o, shared, 'fastcgi', DEFAULT_LISTEN);
+    const plan = planSocket(o, shared, 'fastcgi', DEFAULT_LISTEN);
     const addrs = o['web-server-addrs'] as string | undefined;
-    if (addrs !== undefined && addrs !== 'any') {
-      for (const a of addrs.split(',').map((x) => x.trim())) {
-        if (a !== '' && !IP.test(a)) {
-          throw new TsgiError(
-            'ERR_CLI_BAD_OPTION',
-            `cli: --web-server-addrs ${JSON.stringify(addrs)}: ${JSON.stringify(a)} is not an IP address; give a comma-separated list of IP addresses, or any`,
-          );
-        }
-      }
+    if (addrs !== undefined && addrs !== 'any' && plan.listen && 'path' in plan.listen) {
+      // S3.2: a peer that did not come over TCP fails the check; every connection would.
+      throw new TsgiError(
+        'ERR_CLI_USAGE',
+        `cli: --web-server-addrs checks TCP peers, and refuses every connection to a unix socket (FastCGI 3.2); drop it for --listen unix:${plan.listen.path} and limit who may connect with --socket-mode and --socket-owner`,
+      );
     }
     adapterOptions(o);
   },
+  beforeWorkers: (shared, o) => removeStaleSocket(planSocket(o, shared, 'fastcgi', DEFAULT_LISTEN)),
   async serve(app, shared, o) {
     const { createFastcgiServer } = await import('@tsgi/fastcgi');
     const plan = planSocket(o, shared, 'fastcgi', DEFAULT_LISTEN);
+    const sink = quietUntilListening(shared.log, 'fastcgi');
     const settings = {
       ...adapterOptions(o),
       mount: shared.mount,
@@ -132,7 +173,7 @@ export const fastcgiCommand: Command = {
       maxBodyBytes: shared.maxBodyBytes,
       mapHeadToGet: shared.mapHeadToGet,
       multiprocess: shared.multiprocess,
-      errors: shared.log,
+      errors: sink.errors,
       backlog: plan.backlog,
     };
     const { server, address } = await listenSocket(
@@ -146,6 +187,7 @@ export const fastcgiCommand: Command = {
       },
       shared.log,
     );
+    sink.listening();
     const timeoutMs = shared.gracefulTimeout * 1000;
     return {
       address,

@@ -2,7 +2,13 @@
 // scgi_pass or Apache mod_proxy_scgi: on TCP, a Unix socket, or an inherited fd 0.
 import { TsgiError } from '@tsgi/core';
 import type { Command, CommandOptions } from '../command.js';
-import { listenSocket, planSocket, socketOptions } from '../listen.js';
+import {
+  listenSocket,
+  planSocket,
+  quietUntilListening,
+  removeStaleSocket,
+  socketOptions,
+} from '../listen.js';
 import { parseChoice, parseCount, parseSeconds, parseSize } from '../values.js';
 
 const DEFAULT_LISTEN = '127.0.0.1:4000';
@@ -73,9 +79,11 @@ export const scgiCommand: Command = {
     planSocket(o, shared, 'scgi', DEFAULT_LISTEN);
     adapterOptions(o);
   },
+  beforeWorkers: (shared, o) => removeStaleSocket(planSocket(o, shared, 'scgi', DEFAULT_LISTEN)),
   async serve(app, shared, o) {
     const { serveScgi } = await import('@tsgi/scgi');
     const plan = planSocket(o, shared, 'scgi', DEFAULT_LISTEN);
+    const sink = quietUntilListening(shared.log, 'scgi');
     const settings = {
       ...adapterOptions(o),
       mount: shared.mount,
@@ -83,7 +91,7 @@ export const scgiCommand: Command = {
       maxBodyBytes: shared.maxBodyBytes,
       mapHeadToGet: shared.mapHeadToGet,
       multiprocess: shared.multiprocess,
-      errors: shared.log,
+      errors: sink.errors,
       backlog: plan.backlog,
     };
     const { server, address } = await listenSocket(
@@ -92,6 +100,7 @@ export const scgiCommand: Command = {
       (listen) => serveScgi(app, { ...settings, listen }),
       shared.log,
     );
+    sink.listening();
     const timeoutMs = shared.gracefulTimeout * 1000;
     return {
       address,
