@@ -510,6 +510,14 @@ class Exchange {
         : typeof b[Symbol.iterator] === 'function'
           ? b[Symbol.iterator]()
           : (() => {
+              // A Fetch handler run as a tsgi app (one argument looks the same) returns a
+              // Response: say what it is and what to do, not just what it is not.
+              if (typeof Response === 'function' && b instanceof Response) {
+                throw new TsgiError(
+                  'ERR_CORE_BAD_RETURN',
+                  'core: the app returned a Fetch Response: it is a Fetch handler, not a tsgi app; wrap it with fromFetch() from @tsgi/bridges (tsgi command: --interface fetch)',
+                );
+              }
               throw new TsgiError(
                 'ERR_CORE_BAD_RETURN',
                 'core: the app returned an object that is not iterable, a stream or a file wrapper',

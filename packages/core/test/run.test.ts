@@ -355,6 +355,19 @@ describe('body types [3.3]', () => {
     ]);
   });
 
+  it('[3.3] a Fetch Response returned by mistake names the fix (fromFetch, --interface fetch)', async () => {
+    const res = await request(async () => new Response('hi') as unknown as Body);
+    expect(res.status).toBe(500);
+    expect(res.log).toEqual([
+      {
+        level: 'error',
+        text: expect.stringContaining(
+          'core: the app returned a Fetch Response: it is a Fetch handler, not a tsgi app; wrap it with fromFetch() from @tsgi/bridges (tsgi command: --interface fetch)',
+        ),
+      },
+    ]);
+  });
+
   it('[3.3] returning null, undefined, a number or a non-iterable object is an error', async () => {
     const table: Array<[unknown, string]> = [
       [null, 'core: the app returned null, not a body or a { status, headers, body } object'],

@@ -33,7 +33,8 @@ export interface FastcgiServerOptions extends FastcgiConnectionOptions {
    * webServerAddrs: the peers allowed to connect (S3.2, FCGI_WEB_SERVER_ADDRS): a
    * comma-separated list or an array of IP addresses. A connection from anywhere else, or
    * not over TCP/IP at all (a Unix socket), is closed at once, as S3.2 says. Default: the
-   * FCGI_WEB_SERVER_ADDRS environment variable; unset or null: any peer.
+   * FCGI_WEB_SERVER_ADDRS environment variable (unset or empty: any peer, as libfcgi);
+   * null: any peer. A list with no address in it is refused (ERR_FASTCGI_BAD_OPTION).
    */
   webServerAddrs?: string | readonly string[] | null;
   /**
@@ -118,11 +119,17 @@ export function createFastcgiServer(
   const slots = new RequestSlots(
     positive(options.maxRequests, DEFAULT_MAX_REQUESTS, 'maxRequests'),
   );
-  const allowed = parseAddrs(
+  const allowed =
     options.webServerAddrs === undefined
-      ? process.env.FCGI_WEB_SERVER_ADDRS
-      : options.webServerAddrs,
-  );
+      ? // libfcgi's reading of the variable: unset or empty means no check.
+        parseAddrs(process.env.FCGI_WEB_SERVER_ADDRS?.trim() || undefined)
+      : parseAddrs(options.webServerAddrs);
+  if (allowed !== undefined && allowed.size === 0) {
+    throw new TsgiError(
+      'ERR_FASTCGI_BAD_OPTION',
+      'fastcgi: webServerAddrs lists no address, so no peer could connect; pass null for any peer',
+    );
+  }
   const connOptions: FastcgiConnectionOptions = { ...options, errors: sink, maxConnections, slots };
   const idle = options.idleTimeoutMs ?? 0;
   const lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;

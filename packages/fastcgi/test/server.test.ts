@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { Application, LogLevel } from '@tsgi/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  createFastcgiServer,
   encodeBeginRequest,
   encodeNameValuePairs,
   encodeRecord,
@@ -590,6 +591,26 @@ describe('malformed streams and limits', () => {
       if (before === undefined) delete process.env.FCGI_WEB_SERVER_ADDRS;
       else process.env.FCGI_WEB_SERVER_ADDRS = before;
     }
+  });
+});
+
+describe('FCGI_WEB_SERVER_ADDRS edge cases (S3.2)', () => {
+  it('an empty variable means no check, as in libfcgi; an empty option list is refused', async () => {
+    const before = process.env.FCGI_WEB_SERVER_ADDRS;
+    process.env.FCGI_WEB_SERVER_ADDRS = ' ';
+    try {
+      const { port } = await start(hello, { webServerAddrs: undefined });
+      const c = await FcgiClient.connect(port);
+      await c.send(1, GET);
+      expect((await c.response(1)).status).toBe(200);
+    } finally {
+      if (before === undefined) delete process.env.FCGI_WEB_SERVER_ADDRS;
+      else process.env.FCGI_WEB_SERVER_ADDRS = before;
+    }
+    expect(() => createFastcgiServer(hello, { webServerAddrs: ' , ' })).toThrow(
+      'fastcgi: webServerAddrs lists no address, so no peer could connect; pass null for any peer',
+    );
+    expect(() => createFastcgiServer(hello, { webServerAddrs: [] })).toThrow(/lists no address/);
   });
 });
 
