@@ -4,7 +4,7 @@
 // Nothing here imports node:net: the adapter does, once `serve` runs.
 import { type ErrorSink, isTsgiError, TsgiError } from '@tsgi/core';
 import { fs } from './builtins.js';
-import type { CommandOption, CommandOptions, SharedOptions } from './command.js';
+import type { CommandOption, CommandOptions, Serving, SharedOptions } from './command.js';
 import { type Listen, parseCount, parseListen } from './values.js';
 
 /** SocketListen: where a socket command listens: TCP, a Unix socket, or an inherited fd. */
@@ -402,6 +402,55 @@ export async function listenSocket<S extends SocketServer>(
     });
   }
   return { server, address: describeAddress(scheme, server.address, listen, fd0) };
+}
+
+/** The core's settings every socket adapter takes from the shared options. */
+export interface CoreSettings {
+  mount: string | undefined;
+  uriEncoding: string;
+  maxBodyBytes: number | undefined;
+  mapHeadToGet: SharedOptions['mapHeadToGet'];
+  multiprocess: boolean;
+  errors: ErrorSink;
+  backlog: number | undefined;
+}
+
+/**
+ * serveOnSocket: the `serve` of a socket command (fastcgi, scgi): plans the socket, gives
+ * `start` the core's settings and each listen attempt, and returns what the runner needs.
+ * `start` makes a new server per attempt: a failed listen leaves nothing behind to reuse.
+ */
+export async function serveOnSocket<S extends SocketServer>(
+  name: string,
+  scheme: string,
+  defaultListen: string,
+  shared: SharedOptions,
+  o: CommandOptions,
+  start: (listen: AdapterListen, settings: CoreSettings) => Promise<S>,
+): Promise<Serving> {
+  const plan = planSocket(o, shared, name, defaultListen);
+  const sink = quietUntilListening(shared.log, name);
+  const settings: CoreSettings = {
+    mount: shared.mount,
+    uriEncoding: shared.uriEncoding,
+    maxBodyBytes: shared.maxBodyBytes,
+    mapHeadToGet: shared.mapHeadToGet,
+    multiprocess: shared.multiprocess,
+    errors: sink.errors,
+    backlog: plan.backlog,
+  };
+  const { server, address } = await listenSocket(
+    plan,
+    scheme,
+    (listen) => start(listen, settings),
+    shared.log,
+  );
+  sink.listening();
+  const timeoutMs = shared.gracefulTimeout * 1000;
+  return {
+    address,
+    close: (graceful) => server.close({ timeoutMs: graceful ? timeoutMs : 0 }),
+  };
 }
 
 function toAdapter(listen: SocketListen, mode: number | undefined): AdapterListen {

@@ -2,13 +2,7 @@
 // lighttpd: on TCP, a Unix socket, or the listening socket a supervisor leaves on fd 0.
 import { TsgiError } from '@tsgi/core';
 import type { Command, CommandOptions } from '../command.js';
-import {
-  listenSocket,
-  planSocket,
-  quietUntilListening,
-  removeStaleSocket,
-  socketOptions,
-} from '../listen.js';
+import { planSocket, removeStaleSocket, serveOnSocket, socketOptions } from '../listen.js';
 import { parseChoice, parseCount, parseSeconds, parseSize } from '../values.js';
 
 const DEFAULT_LISTEN = '127.0.0.1:9000';
@@ -164,34 +158,10 @@ export const fastcgiCommand: Command = {
   beforeWorkers: (shared, o) => removeStaleSocket(planSocket(o, shared, 'fastcgi', DEFAULT_LISTEN)),
   async serve(app, shared, o) {
     const { createFastcgiServer } = await import('@tsgi/fastcgi');
-    const plan = planSocket(o, shared, 'fastcgi', DEFAULT_LISTEN);
-    const sink = quietUntilListening(shared.log, 'fastcgi');
-    const settings = {
-      ...adapterOptions(o),
-      mount: shared.mount,
-      uriEncoding: shared.uriEncoding,
-      maxBodyBytes: shared.maxBodyBytes,
-      mapHeadToGet: shared.mapHeadToGet,
-      multiprocess: shared.multiprocess,
-      errors: sink.errors,
-      backlog: plan.backlog,
-    };
-    const { server, address } = await listenSocket(
-      plan,
-      'fcgi',
-      async (listen) => {
-        // A new server per attempt: a failed listen leaves nothing behind to reuse.
-        const s = createFastcgiServer(app, settings);
-        await s.listen(listen);
-        return s;
-      },
-      shared.log,
-    );
-    sink.listening();
-    const timeoutMs = shared.gracefulTimeout * 1000;
-    return {
-      address,
-      close: (graceful) => server.close({ timeoutMs: graceful ? timeoutMs : 0 }),
-    };
+    return serveOnSocket('fastcgi', 'fcgi', DEFAULT_LISTEN, shared, o, async (listen, core) => {
+      const s = createFastcgiServer(app, { ...adapterOptions(o), ...core });
+      await s.listen(listen);
+      return s;
+    });
   },
 };

@@ -2,13 +2,7 @@
 // scgi_pass or Apache mod_proxy_scgi: on TCP, a Unix socket, or an inherited fd 0.
 import { TsgiError } from '@tsgi/core';
 import type { Command, CommandOptions } from '../command.js';
-import {
-  listenSocket,
-  planSocket,
-  quietUntilListening,
-  removeStaleSocket,
-  socketOptions,
-} from '../listen.js';
+import { planSocket, removeStaleSocket, serveOnSocket, socketOptions } from '../listen.js';
 import { parseChoice, parseCount, parseSeconds, parseSize } from '../values.js';
 
 const DEFAULT_LISTEN = '127.0.0.1:4000';
@@ -82,29 +76,8 @@ export const scgiCommand: Command = {
   beforeWorkers: (shared, o) => removeStaleSocket(planSocket(o, shared, 'scgi', DEFAULT_LISTEN)),
   async serve(app, shared, o) {
     const { serveScgi } = await import('@tsgi/scgi');
-    const plan = planSocket(o, shared, 'scgi', DEFAULT_LISTEN);
-    const sink = quietUntilListening(shared.log, 'scgi');
-    const settings = {
-      ...adapterOptions(o),
-      mount: shared.mount,
-      uriEncoding: shared.uriEncoding,
-      maxBodyBytes: shared.maxBodyBytes,
-      mapHeadToGet: shared.mapHeadToGet,
-      multiprocess: shared.multiprocess,
-      errors: sink.errors,
-      backlog: plan.backlog,
-    };
-    const { server, address } = await listenSocket(
-      plan,
-      'scgi',
-      (listen) => serveScgi(app, { ...settings, listen }),
-      shared.log,
+    return serveOnSocket('scgi', 'scgi', DEFAULT_LISTEN, shared, o, (listen, core) =>
+      serveScgi(app, { ...adapterOptions(o), ...core, listen }),
     );
-    sink.listening();
-    const timeoutMs = shared.gracefulTimeout * 1000;
-    return {
-      address,
-      close: (graceful) => server.close({ timeoutMs: graceful ? timeoutMs : 0 }),
-    };
   },
 };
