@@ -2,12 +2,10 @@
 // built bin (packages/cli/dist/bin.js) in child processes, and small real clients
 // (libfcgi's cgi-fcgi, a raw SCGI netstring, a CGI environment on a pipe).
 //
-// ensureBuilt() rebuilds every package the commands load (core, bridges, cgi, fastcgi,
-// scgi, http, cli), in dependency order, when a dist is missing or older than its sources;
-// it shares test/http/cli.ts's lock directory, so the two never build at the same time.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+// ensureBuilt() (test/http/cli.ts) rebuilds every package the commands load when a dist is
+// missing or older than its sources.
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,59 +17,7 @@ export const BIN = join(ROOT, 'packages/cli/dist/bin.js');
 export const EXAMPLES = join(ROOT, 'examples');
 export const FIXTURES = fileURLToPath(new URL('./fixtures', import.meta.url));
 
-/** Dependency order: each package's types are built before the packages that import it. */
-const PACKAGES = ['core', 'bridges', 'cgi', 'fastcgi', 'scgi', 'http', 'cli'];
-
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-function stale(pkg: string): boolean {
-  const dir = join(ROOT, 'packages', pkg);
-  const out = join(dir, 'dist', 'index.js');
-  if (!existsSync(out)) return true;
-  const src = Math.max(newest(join(dir, 'src')), statSync(join(dir, 'tsup.config.ts')).mtimeMs);
-  return statSync(out).mtimeMs < src;
-}
-
-/** ensureBuilt: builds the packages `tsgi` loads when their dist is missing or stale. */
-export async function ensureBuilt(): Promise<void> {
-  if (!PACKAGES.some(stale)) return;
-  const lock = join(ROOT, 'node_modules', '.tsgi-test-build.lock');
-  const deadline = Date.now() + 150_000;
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      if (existsSync(lock) && Date.now() - statSync(lock).mtimeMs > 180_000) {
-        rmSync(lock, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`ensureBuilt: ${lock} held for 150 s`);
-      await sleep(250);
-    }
-  }
-  try {
-    for (const pkg of PACKAGES) {
-      if (!stale(pkg)) continue;
-      const r = spawnSync(join(ROOT, 'node_modules/.bin/tsup'), [], {
-        cwd: join(ROOT, 'packages', pkg),
-        encoding: 'utf8',
-      });
-      if (r.status !== 0) {
-        throw new Error(`tsup in packages/${pkg} failed:\n${r.stdout}\n${r.stderr}`);
-      }
-    }
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
-}
+export { ensureBuilt } from '../http/cli.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

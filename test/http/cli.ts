@@ -1,8 +1,8 @@
 // Helpers for tests that run the built `tsgi` command (packages/cli/dist/bin.js).
 //
 // The root `pnpm test` builds every package first. A plain `npx vitest run test/http`
-// works too: ensureBuilt() rebuilds core, http and cli with tsup when a dist file is
-// missing or older than its sources (serialised by a lock directory, since vitest runs
+// works too: ensureBuilt() rebuilds every package `tsgi` can load with tsup when a dist
+// file is missing or older than its sources (serialised by a lock directory, since vitest runs
 // test files in parallel).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -15,7 +15,8 @@ export const BIN = join(ROOT, 'packages/cli/dist/bin.js');
 export const EXAMPLES = join(ROOT, 'examples');
 export const FIXTURES = fileURLToPath(new URL('./fixtures', import.meta.url));
 
-const PACKAGES = ['core', 'http', 'cli'];
+/** What `tsgi` can load, in dependency order (each package's types before its importers). */
+const PACKAGES = ['core', 'bridges', 'cgi', 'fastcgi', 'scgi', 'http', 'cli'];
 
 function newest(dir: string): number {
   let t = 0;
@@ -34,11 +35,11 @@ function stale(pkg: string): boolean {
   return statSync(out).mtimeMs < src;
 }
 
-/** ensureBuilt: builds core, http and cli when their dist is missing or stale. */
+/** ensureBuilt: builds the packages `tsgi` loads when their dist is missing or stale. */
 export async function ensureBuilt(): Promise<void> {
   if (!PACKAGES.some(stale)) return;
   const lock = join(ROOT, 'node_modules', '.tsgi-test-build.lock');
-  const deadline = Date.now() + 120_000;
+  const deadline = Date.now() + 150_000;
   for (;;) {
     try {
       mkdirSync(lock);
@@ -49,7 +50,7 @@ export async function ensureBuilt(): Promise<void> {
         rmSync(lock, { recursive: true, force: true });
         continue;
       }
-      if (Date.now() > deadline) throw new Error(`ensureBuilt: ${lock} held for 2 minutes`);
+      if (Date.now() > deadline) throw new Error(`ensureBuilt: ${lock} held for 150 s`);
       await new Promise((r) => setTimeout(r, 250));
     }
   }
