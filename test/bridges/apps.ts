@@ -14,11 +14,15 @@
  *   GET  /cookies     three Set-Cookie headers (a, b, c), body "cookies"
  *   GET  /redirect    302 to `${base}/hello`
  *   GET  /error       the handler throws; the framework answers 500
- *   POST /upload      body streamed and hashed: { bytes, sha256 }
+ *   POST /upload      body streamed and hashed: { bytes, sha256 } (plus { memory } with
+ *                     `reportMemory`: this process's RSS when the handler started and its
+ *                     peak RSS, process.resourceUsage().maxRSS, after the body was read)
  *   GET  /endless     "tick i\n" every 2 ms until the client goes away; the probe records
- *                     what the framework saw (`<name>:abort`, `<name>:close`, ...)
+ *                     `<name>:start`, then what the framework saw (`<name>:abort`,
+ *                     `<name>:close`, ...)
  */
 import { createHash } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import {
   type BridgeOptions,
@@ -35,13 +39,20 @@ import { setCookie } from 'hono/cookie';
 import { stream } from 'hono/streaming';
 import Koa from 'koa';
 
-/** Probe: events an app records so a test can see what the framework noticed. */
+/**
+ * Probe: events an app records so a test can see what the framework noticed. With `file`,
+ * each event is also appended to that file as a line: an app running in another process
+ * (a CGI script, a FastCGI server) reports that way (see `waitForProbeFile` in helpers.ts).
+ */
 export class Probe {
   readonly events: string[] = [];
   private readonly waiters = new Map<string, Array<() => void>>();
 
+  constructor(readonly file?: string) {}
+
   hit(event: string): void {
     this.events.push(event);
+    if (this.file !== undefined) appendFileSync(this.file, `${event}\n`);
     const ws = this.waiters.get(event);
     if (ws) {
       this.waiters.delete(event);
@@ -74,6 +85,29 @@ export interface AppOptions {
   /** Prefix of every route ('' for the root). */
   base?: string;
   probe?: Probe;
+  /** POST /upload adds { memory: { rssAtStart, maxRSS } } (bytes) to its answer. */
+  reportMemory?: boolean;
+}
+
+/** MemoryReport: what POST /upload reports with `reportMemory`, in bytes. */
+export interface MemoryReport {
+  /** process.memoryUsage().rss when the handler started. */
+  rssAtStart: number;
+  /** process.resourceUsage().maxRSS (the process's peak RSS so far) once the body was read. */
+  maxRSS: number;
+}
+
+/** memoryProbe: call at the start of a handler, then call the result once the work is done. */
+function memoryProbe(enabled: boolean | undefined): () => { memory?: MemoryReport } {
+  if (!enabled) return () => ({});
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const rssAtStart = process.memoryUsage().rss;
+  const timer = gc ? setInterval(gc, 20) : undefined;
+  return () => {
+    clearInterval(timer);
+    return { memory: { rssAtStart, maxRSS: process.resourceUsage().maxRSS * 1024 } };
+  };
 }
 
 interface Upload {
@@ -182,6 +216,7 @@ export function honoApp(options: AppOptions = {}): Hono {
     throw new Error('boom');
   });
   app.post('/upload', async (c) => {
+    const memory = memoryProbe(options.reportMemory);
     const hash = createHash('sha256');
     let bytes = 0;
     const body = c.req.raw.body;
@@ -194,9 +229,10 @@ export function honoApp(options: AppOptions = {}): Hono {
         hash.update(r.value);
       }
     }
-    return c.json({ bytes, sha256: hash.digest('hex') });
+    return c.json({ bytes, sha256: hash.digest('hex'), ...memory() });
   });
   app.get('/endless', (c) => {
+    probe.hit('hono:start');
     c.req.raw.signal.addEventListener('abort', () => probe.hit('hono:signal'));
     c.header('Content-Type', 'text/plain');
     return stream(c, async (s) => {
@@ -276,6 +312,7 @@ export function expressApp(options: AppOptions = {}): express.Express {
     throw new Error('boom');
   });
   r.post('/upload', (req, res) => {
+    const memory = memoryProbe(options.reportMemory);
     const hash = createHash('sha256');
     let bytes = 0;
     req.on('data', (d: Buffer) => {
@@ -283,10 +320,11 @@ export function expressApp(options: AppOptions = {}): express.Express {
       hash.update(d);
     });
     req.on('end', () => {
-      res.json({ bytes, sha256: hash.digest('hex') });
+      res.json({ bytes, sha256: hash.digest('hex'), ...memory() });
     });
   });
   r.get('/endless', (req, res) => {
+    probe.hit('express:start');
     req.on('aborted', () => probe.hit('express:aborted'));
     req.on('close', () => probe.hit('express:req-close'));
     res.on('close', () => {
@@ -373,16 +411,18 @@ export function koaApp(options: AppOptions = {}): Koa {
       case 'GET /error':
         throw new Error('boom');
       case 'POST /upload': {
+        const memory = memoryProbe(options.reportMemory);
         const hash = createHash('sha256');
         let bytes = 0;
         for await (const d of ctx.req) {
           bytes += (d as Buffer).length;
           hash.update(d as Buffer);
         }
-        ctx.body = { bytes, sha256: hash.digest('hex') };
+        ctx.body = { bytes, sha256: hash.digest('hex'), ...memory() };
         return;
       }
       case 'GET /endless': {
+        probe.hit('koa:start');
         ctx.req.on('aborted', () => probe.hit('koa:aborted'));
         ctx.res.on('close', () =>
           probe.hit(ctx.res.writableFinished ? 'koa:finished' : 'koa:close'),

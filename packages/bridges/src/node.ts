@@ -538,7 +538,9 @@ class BridgeResponse extends Stream {
   #needDrain = false;
   #corked = 0;
   #waiter: { resolve(r: IteratorResult<Uint8Array>): void; reject(e: unknown): void } | undefined;
+  /** Why the response was torn down; the core is told once `#failureOut` is set. */
   #failure: Error | undefined;
+  #failureOut = false;
 
   constructor(req: BridgeRequest, socket: BridgeSocket, x: Exchange) {
     super();
@@ -918,12 +920,18 @@ class BridgeResponse extends Stream {
     const d = destroyedError();
     for (const q of dropped) if (q.cb) process.nextTick(q.cb, d);
     this.#release(d);
-    const w = this.#waiter;
-    this.#waiter = undefined;
-    w?.reject(err);
-    // Not committed yet: the app's promise must still settle for runApp to finish.
-    this.#x.reject(err);
     process.nextTick(() => this.#close());
+    // The core learns of it (the body's next chunk fails; not committed yet, the app's
+    // promise settles, which runApp needs to finish) only after the listener's events:
+    // res 'close' above, socket 'close' and req 'error'/'close' from teardown, all on
+    // process.nextTick as in Node. Told first, runApp settled before the listener's 'close'
+    // handlers ran, and a process that exits when runApp settles (a CGI script) lost them:
+    // Express's res 'close', Koa's body stream destroy (test/bridges/frameworks.test.ts).
+    setImmediate(() => {
+      this.#failureOut = true;
+      this.#pump();
+      this.#x.reject(err);
+    });
   }
 
   #reason(): string {
@@ -1005,6 +1013,8 @@ class BridgeResponse extends Stream {
     const w = this.#waiter;
     if (w === undefined) return;
     if (this.#failure !== undefined) {
+      // Torn down: the waiter is rejected once the listener's events went out (kGone).
+      if (!this.#failureOut) return;
       this.#waiter = undefined;
       w.reject(this.#failure);
       return;
