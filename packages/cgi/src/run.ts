@@ -11,6 +11,7 @@ import {
   runApp,
   serializeCgiHead,
   statusLine,
+  TsgiError,
 } from '@tsgi/core';
 import { readCgiEnvironment } from './environment.js';
 import { type CgiReadable, type CgiWritable, Output, Stdin } from './stdio.js';
@@ -46,6 +47,14 @@ export interface CgiOptions {
   maxBodyBytes?: number;
   /** Passed to `runApp`: present HEAD as GET to the app (`off`, `on`, `auto`). */
   mapHeadToGet?: RunOptions['mapHeadToGet'];
+  /**
+   * SIGTERM: what the server sends a script whose client went away or that ran too long
+   * (Apache mod_cgi/mod_cgid, then SIGKILL a few seconds later). Node's default is to die at
+   * once, so the app never sees its request end. While the request runs, `runCgi` instead
+   * fires `tsgi.signal` (closing a waiting body) and gives the app this many ms to stop,
+   * after which the process dies of the signal as by default. 0: Node's default. Default 2000.
+   */
+  sigtermGraceMs?: number;
 }
 
 const STDOUT = { fd: 1, stream: () => process.stdout };
@@ -107,6 +116,16 @@ export async function runCgi(app: Application, options: CgiOptions = {}): Promis
     if (!signal.aborted) signal.abort(err);
   });
   const stdin = new Stdin(options.stdin ?? STDIN);
+  const offSigterm = onSigterm(options.sigtermGraceMs ?? DEFAULT_SIGTERM_GRACE_MS, () => {
+    if (!signal.aborted) {
+      signal.abort(
+        new TsgiError(
+          'ERR_CGI_TERMINATED',
+          'cgi: the server sent SIGTERM (client gone or timeout)',
+        ),
+      );
+    }
+  });
   try {
     let environ: Environ;
     try {
@@ -132,16 +151,44 @@ export async function runCgi(app: Application, options: CgiOptions = {}): Promis
       headBody: 'send',
     });
     if (result.outcome === 'complete') return EXIT_COMPLETE;
-    // The core logged an app error already; a vanished reader it logs at debug level only.
+    // The core logged an app error already. A client or server that went away is not an
+    // error of the app (mod_wsgi 3.0 change log): info, not error.
     sink(
       `cgi: response aborted after ${result.bodyBytes} body bytes (${result.error?.message ?? 'unknown reason'}); exiting with status ${EXIT_ABORTED}`,
-      'error',
+      signal.aborted ? 'info' : 'error',
     );
     return EXIT_ABORTED;
   } finally {
     stdin.close();
+    // One more turn of the event loop before the caller may exit: events the app's
+    // framework queued as the response ended (Express's and Koa's 'close') still run.
+    await new Promise<void>((r) => setImmediate(r));
+    offSigterm();
     if (sink === stderrSink) await flushStderr();
   }
+}
+
+const DEFAULT_SIGTERM_GRACE_MS = 2000;
+
+/**
+ * onSigterm: while installed, SIGTERM calls `abort` and, `graceMs` later, ends the process
+ * by the signal itself (the handler removed, the signal sent again), as Node would have at
+ * once. Returns the remover. graceMs 0: nothing is installed.
+ */
+function onSigterm(graceMs: number, abort: () => void): () => void {
+  if (!(graceMs > 0)) return () => undefined;
+  const handler = () => {
+    abort();
+    const t = setTimeout(() => {
+      process.off('SIGTERM', handler);
+      process.kill(process.pid, 'SIGTERM');
+    }, graceMs);
+    t.unref();
+  };
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGTERM', handler);
+  };
 }
 
 /**

@@ -124,6 +124,8 @@ export interface ProcessOptions {
   closeStdoutAfter?: number;
   args?: string[];
   timeoutMs?: number;
+  /** Send this signal to the process once its first stdout bytes arrived (a server giving up). */
+  signalOnOutput?: NodeJS.Signals;
 }
 
 /** shellBytes: a POSIX `printf` format producing exactly `bytes` (every byte as an octal escape). */
@@ -166,6 +168,7 @@ export function runProcess(command: string, options: ProcessOptions): Promise<Pr
     }, options.timeoutMs ?? 20_000);
     const startReading = () => {
       child.stdout.on('data', (d: Buffer) => {
+        if (received === 0 && options.signalOnOutput) child.kill(options.signalOnOutput);
         out.push(d);
         received += d.length;
         if (options.closeStdoutAfter !== undefined && received >= options.closeStdoutAfter) {

@@ -332,3 +332,44 @@ describe('stdout and stdin backpressure', () => {
     expect(r.stderr).toContain('"stdinStream":true');
   });
 });
+
+describe('SIGTERM from the server (Apache: client gone or timeout)', () => {
+  it('fires tsgi.signal; the app sees why, nothing more is sent, exit 1', async () => {
+    const r = await run('waitForAbort', { signalOnOutput: 'SIGTERM' });
+    expect(r.stdout.toString('latin1')).toBe(
+      'Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nstarted\n',
+    );
+    expect(r.stderr).toContain(
+      'saw abort: cgi: the server sent SIGTERM (client gone or timeout)\n',
+    );
+    expect(r.signal).toBe(null);
+    expect(r.code).toBe(1);
+  });
+
+  it('an app that ignores it: the response ends aborted at once and tsgi cgi exits 1', async () => {
+    const t0 = Date.now();
+    const r = await run('ignoreAbort', { signalOnOutput: 'SIGTERM' });
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(r.signal).toBe(null);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      'cgi: response aborted after 8 body bytes (cgi: the server sent SIGTERM (client gone or timeout)); exiting with status 1\n',
+    );
+  });
+
+  it('a script that does not exit after runCgi dies of the signal after the grace period (2 s)', async () => {
+    const own = await bundleScript(
+      [
+        "import { runCgi } from '@tsgi/cgi';",
+        `import { ignoreAbort } from ${JSON.stringify(APPS)};`,
+        // No process.exit: the app's interval would keep the process alive for ever.
+        'await runCgi(ignoreAbort);',
+      ].join('\n'),
+      join(dir, 'no-exit.mjs'),
+    );
+    const t0 = Date.now();
+    const r = await runProcess(own, { env: cgiEnv(), signalOnOutput: 'SIGTERM' });
+    expect(r.signal).toBe('SIGTERM');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1900);
+  });
+});
