@@ -11,24 +11,33 @@
 //
 //   pnpm run build && node bench/fastcgi/run.mjs [--quick] [--rounds 5] [--duration 10]
 //        [--connections 32] [--upload-mb 200] [--read-rate 20] [--only hello,big,upload,memory]
-//        [--json results.json]
+//        [--baseline DIR] [--json results.json]
+//
+// --baseline DIR adds a target `tsgi@baseline`: the same backend with the adapter loaded from
+// DIR/fastcgi/dist/index.js (another build, e.g. of an earlier commit), for a before/after
+// comparison in the same interleaved rounds. Every workload also reports the CPU time the
+// backend and nginx spent per request (less sensitive to other load than req/s).
 //
 // Each backend runs in its own child process (bench/lib/backends, bench/fastcgi/node-fastcgi.mjs).
 // Targets (issue 5): tsgi >= 3x node-fastcgi and >= 0.9x node:http on hello world; tsgi's peak
 // RSS within 32 MB of its idle RSS. Results and the command: docs/bench/fastcgi.md.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { frontBinary, startFront } from '../lib/fronts.mjs';
 import { startBackend } from '../lib/proc.mjs';
 import { fmt, machine, median, parseArgs, ratio, table, verdict } from '../lib/report.mjs';
-import { established, measureWorkload, memoryProbe, WORKLOADS } from '../lib/run.mjs';
+import { cpuTable, established, measureWorkload, memoryProbe, WORKLOADS } from '../lib/run.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const lib = join(here, '..', 'lib', 'backends');
+/** The command line as given (--json and --baseline are taken out of process.argv below). */
+const commandLine = process.argv.slice(2).join(' ');
 const jsonAt = process.argv.indexOf('--json');
 const jsonPath = jsonAt >= 0 ? process.argv.splice(jsonAt, 2)[1] : undefined;
+const baseAt = process.argv.indexOf('--baseline');
+const baseline = baseAt >= 0 ? process.argv.splice(baseAt, 2)[1] : undefined;
 const opts = parseArgs(process.argv.slice(2), {
   rounds: 5,
   duration: 10,
@@ -38,7 +47,7 @@ const opts = parseArgs(process.argv.slice(2), {
 });
 if (opts.help) {
   console.log(
-    'node bench/fastcgi/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--upload-mb N] [--read-rate MB/s] [--only hello,big,upload,memory] [--json FILE]',
+    'node bench/fastcgi/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--upload-mb N] [--read-rate MB/s] [--only hello,big,upload,memory] [--baseline DIR] [--json FILE]',
   );
   process.exit(0);
 }
@@ -60,6 +69,12 @@ const BACKENDS = {
   'node-fastcgi': nodeFastcgi('node-fastcgi'),
   'node-fastcgi/no-keep-conn': nodeFastcgi('node-fastcgi/no-keep-conn'),
   'node:http': () => startBackend('node:http', join(lib, 'http.mjs'), [], { env }),
+  ...(baseline && {
+    'tsgi@baseline': () =>
+      startBackend('tsgi@baseline', join(lib, 'tsgi.mjs'), ['--protocol', 'fastcgi'], {
+        env: { ...env, BENCH_TSGI_MODULE: resolve(baseline, 'fastcgi', 'dist', 'index.js') },
+      }),
+  }),
   // Memory only: the slow reader iterates tsgi.input (chunks as they come) instead of read(64 KiB).
   'tsgi (for await)': () =>
     startBackend('tsgi (for await)', join(lib, 'tsgi.mjs'), ['--protocol', 'fastcgi'], {
@@ -67,6 +82,7 @@ const BACKENDS = {
     }),
 };
 const KIND = {
+  'tsgi@baseline': 'fastcgi',
   'tsgi (for await)': 'fastcgi',
   tsgi: 'fastcgi',
   'node-fastcgi': 'fastcgi',
@@ -74,6 +90,7 @@ const KIND = {
   'node:http': 'http',
 };
 const KEEP = {
+  'tsgi@baseline': true,
   'tsgi (for await)': true,
   tsgi: true,
   'node-fastcgi': true,
@@ -81,6 +98,7 @@ const KEEP = {
   'node:http': true,
 };
 const PREFIX = {
+  'tsgi@baseline': '/tsgi-baseline/',
   'tsgi (for await)': '/tsgi-iterate/',
   tsgi: '/tsgi/',
   'node-fastcgi': '/node-fastcgi/',
@@ -109,7 +127,7 @@ const json = {
 };
 
 out(`# bench/fastcgi: ${new Date().toISOString()}`);
-out(`command: node bench/fastcgi/run.mjs ${process.argv.slice(2).join(' ')}`.trim());
+out(`command: node bench/fastcgi/run.mjs ${commandLine}`.trim());
 out(`machine at start: ${json.machineAtStart}`);
 out(
   `wrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.rounds} interleaved rounds (order rotated each round), nginx 1 worker, access_log off`,
@@ -146,13 +164,22 @@ try {
     const targets = Object.keys(backends).map((name) => ({
       name,
       url: (p) => nginx.url(`${PREFIX[name]}${p}`),
+      backendPid: backends[name].pid,
+      frontPid: nginx.pid,
     }));
     for (const key of throughput) {
       out(`\n## ${WORKLOADS[key].title}`);
-      const { results, errors } = await measureWorkload(key, targets, opts, out);
+      const { results, errors, cpu } = await measureWorkload(key, targets, opts, out);
       json.throughput[key] = results;
       json.throughput[`${key}Errors`] = errors;
+      json.throughput[`${key}Cpu`] = cpu;
       for (const l of table(WORKLOADS[key].title, results, 'node:http', errors)) out(l);
+      out('');
+      for (const l of cpuTable(cpu, 'node:http')) out(l);
+      if (results['tsgi@baseline'])
+        out(
+          `tsgi / tsgi@baseline: ${fmt(ratio(results.tsgi, results['tsgi@baseline']), 2)}x req/s, ${fmt(ratio(cpu.tsgi.backend, cpu['tsgi@baseline'].backend), 2)}x backend CPU per request`,
+        );
       if (results.tsgi && results['node-fastcgi'])
         out(
           `tsgi / node-fastcgi: ${fmt(ratio(results.tsgi, results['node-fastcgi']), 2)}x; tsgi / best node-fastcgi setup (per round): ${fmt(ratio(results.tsgi, bestNodeFastcgi(results)), 2)}x`,
@@ -240,6 +267,24 @@ try {
     out(
       verdict('hello: tsgi / node:http reference', ratio(h.tsgi, h['node:http'] ?? []), '>=', 0.9),
     );
+    if (h['tsgi@baseline']) {
+      out(
+        verdict(
+          'hello: tsgi@baseline / node-fastcgi (its better setup, per round)',
+          ratio(h['tsgi@baseline'], bestNodeFastcgi(h)),
+          '>=',
+          3,
+        ),
+      );
+      out(
+        verdict(
+          'hello: tsgi@baseline / node:http reference',
+          ratio(h['tsgi@baseline'], h['node:http'] ?? []),
+          '>=',
+          0.9,
+        ),
+      );
+    }
   } else out('hello: tsgi not measured');
   if (json.memory.tsgi)
     out(verdict('memory: tsgi growth over idle (MB)', json.memory.tsgi.growthMb, '<=', 32, 1));

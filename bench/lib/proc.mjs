@@ -2,7 +2,7 @@
 // and the load generator never shares their event loop) and front servers, each in its own
 // process group, all killed when the bench exits (normally, on an error or on Ctrl-C).
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 
 const groups = new Set();
@@ -237,3 +237,35 @@ export function sampleRss(pid, intervalMs = 20) {
 }
 
 export const mb = (kib) => kib / 1024;
+
+const CLK_TCK = 100;
+
+/**
+ * cpuSeconds: user + system CPU time (s) of a process: all its threads and, recursively,
+ * its child processes (an nginx master's workers), from /proc/PID/task/TID/stat. NaN when
+ * the process is gone or /proc is not there. Clock-tick resolution (10 ms): measure over
+ * seconds, not single requests.
+ */
+export function cpuSeconds(pid) {
+  let ticks = 0;
+  const visit = (p) => {
+    for (const tid of readdirSync(`/proc/${p}/task`)) {
+      const stat = readFileSync(`/proc/${p}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+      let kids = '';
+      try {
+        kids = readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8');
+      } catch {
+        // no children file (old kernel): the process alone
+      }
+      for (const k of kids.split(/\s+/)) if (k) visit(Number(k));
+    }
+  };
+  try {
+    visit(pid);
+  } catch {
+    return Number.NaN;
+  }
+  return ticks / CLK_TCK;
+}

@@ -2,8 +2,8 @@
 // before timing it, time workloads round by round, and measure RSS during a slow upload.
 import { execFileSync } from 'node:child_process';
 import { fetchOnce, streamUpload, wrk, wrkPostScript } from './load.mjs';
-import { mb, resetPeak, rssOf, sampleRss } from './proc.mjs';
-import { interleave } from './report.mjs';
+import { cpuSeconds, mb, resetPeak, rssOf, sampleRss } from './proc.mjs';
+import { fmt, interleave, median, ratio } from './report.mjs';
 
 /** Workloads: how wrk drives them and what a correct answer is. */
 export const WORKLOADS = {
@@ -46,19 +46,31 @@ export const WORKLOADS = {
 };
 
 /**
- * measureWorkload: `targets` are { name, url(path) }; checks each once, warms each up for 2 s,
- * then runs `rounds` interleaved wrk rounds. Resolves to { results: { name: req/s[] },
- * errors: { name: count } }. req/s counts successful responses only: non-2xx/3xx answers are
- * subtracted (and counted in `errors`, with socket errors).
+ * measureWorkload: `targets` are { name, url(path), backendPid?, frontPid? }; checks each
+ * once, warms each up for 2 s, then runs `rounds` interleaved wrk rounds. Resolves to
+ * { results: { name: req/s[] }, errors: { name: count }, cpu: { name: { backend: us[],
+ * front: us[] } } }. req/s counts successful responses only: non-2xx/3xx answers are
+ * subtracted (and counted in `errors`, with socket errors). `cpu` is the CPU time (user +
+ * system, all threads; the front with its workers) each process spent per request during
+ * each round, in microseconds: less sensitive than req/s to other load on the machine, as
+ * it counts what a request costs rather than how much CPU was left for it.
  */
 export async function measureWorkload(key, targets, opts, log = console.log) {
   const w = WORKLOADS[key];
   const script = w.script?.();
   for (const t of targets) await w.check(t.url(w.path));
   const errors = Object.fromEntries(targets.map((t) => [t.name, 0]));
+  const cpu = Object.fromEntries(targets.map((t) => [t.name, { backend: [], front: [] }]));
   const run = async (t, duration, count) => {
+    const b0 = t.backendPid ? cpuSeconds(t.backendPid) : Number.NaN;
+    const f0 = t.frontPid ? cpuSeconds(t.frontPid) : Number.NaN;
     const r = await wrk(t.url(w.path), { connections: opts.connections, duration, script });
-    if (count) errors[t.name] += r.errors;
+    if (count) {
+      errors[t.name] += r.errors;
+      const per = (a, b) => (r.requests > 0 ? ((b - a) / r.requests) * 1e6 : Number.NaN);
+      cpu[t.name].backend.push(per(b0, t.backendPid ? cpuSeconds(t.backendPid) : Number.NaN));
+      cpu[t.name].front.push(per(f0, t.frontPid ? cpuSeconds(t.frontPid) : Number.NaN));
+    }
     return r.requests > 0 ? r.rps * (1 - r.non2xx / r.requests) : 0;
   };
   for (const t of targets) await run(t, Math.min(2, opts.duration), false);
@@ -69,7 +81,28 @@ export async function measureWorkload(key, targets, opts, log = console.log) {
         `  ${n}: ${e} errors over the rounds (non-2xx answers and socket errors; excluded from req/s)`,
       );
   }
-  return { results, errors };
+  return { results, errors, cpu };
+}
+
+/**
+ * cpuTable: markdown lines for `cpu` (from measureWorkload): per target, the median CPU
+ * microseconds per request of the backend and of the front, and the backend's ratio to
+ * `reference` (median of per-round ratios).
+ */
+export function cpuTable(cpu, reference) {
+  const lines = [
+    '| target | backend CPU (us/request) | front CPU (us/request) | backend CPU vs ' +
+      `${reference} |`,
+    '|---|---:|---:|---:|',
+  ];
+  const ref = cpu[reference]?.backend ?? [];
+  for (const [name, c] of Object.entries(cpu)) {
+    const r = name === reference ? 1 : ratio(c.backend, ref);
+    lines.push(
+      `| ${name} | ${fmt(median(c.backend), 1)} | ${fmt(median(c.front), 1)} | ${fmt(r, 2)}x |`,
+    );
+  }
+  return lines;
 }
 
 /** established: TCP connections in ESTABLISHED state with local port `port` (ss). */

@@ -10,7 +10,12 @@
 //
 //   pnpm run build && node bench/scgi/run.mjs [--quick] [--rounds 5] [--duration 10]
 //        [--connections 32] [--upload-mb 200] [--read-rate 20] [--only hello,big,upload,memory,decode]
-//        [--json results.json]
+//        [--baseline DIR] [--json results.json]
+//
+// --baseline DIR adds a target `tsgi-scgi@baseline`: the SCGI backend with the adapter loaded
+// from DIR/scgi/dist/index.js (another build, e.g. of an earlier commit), in the same
+// interleaved rounds. Every workload also reports the CPU time the backend and the front
+// spent per request (less sensitive to other load than req/s).
 //
 // `--only` may add the 1 MiB response (big) and 1 MiB upload (upload) workloads; the default is
 // hello, memory, decode. Target (issue 6): tsgi-scgi >= 0.95x minimal-scgi. Results:
@@ -18,18 +23,22 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { frontBinary, startFront } from '../lib/fronts.mjs';
 import { startBackend } from '../lib/proc.mjs';
 import { fmt, machine, median, parseArgs, ratio, table, verdict } from '../lib/report.mjs';
-import { measureWorkload, memoryProbe, WORKLOADS } from '../lib/run.mjs';
+import { cpuTable, measureWorkload, memoryProbe, WORKLOADS } from '../lib/run.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 const lib = join(here, '..', 'lib', 'backends');
+/** The command line as given (--json and --baseline are taken out of process.argv below). */
+const commandLine = process.argv.slice(2).join(' ');
 const jsonAt = process.argv.indexOf('--json');
 const jsonPath = jsonAt >= 0 ? process.argv.splice(jsonAt, 2)[1] : undefined;
+const baseAt = process.argv.indexOf('--baseline');
+const baseline = baseAt >= 0 ? process.argv.splice(baseAt, 2)[1] : undefined;
 const opts = parseArgs(process.argv.slice(2), {
   rounds: 5,
   duration: 10,
@@ -39,7 +48,7 @@ const opts = parseArgs(process.argv.slice(2), {
 });
 if (opts.help) {
   console.log(
-    'node bench/scgi/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--upload-mb N] [--read-rate MB/s] [--only hello,big,upload,memory,decode] [--json FILE]',
+    'node bench/scgi/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--upload-mb N] [--read-rate MB/s] [--only hello,big,upload,memory,decode] [--baseline DIR] [--json FILE]',
   );
   process.exit(0);
 }
@@ -63,6 +72,12 @@ const BACKENDS = {
   'minimal-scgi': () => startBackend('minimal-scgi', join(here, 'minimal.mjs'), [], { env }),
   'tsgi-fastcgi': () =>
     startBackend('tsgi-fastcgi', join(lib, 'tsgi.mjs'), ['--protocol', 'fastcgi'], { env }),
+  ...(baseline && {
+    'tsgi-scgi@baseline': () =>
+      startBackend('tsgi-scgi@baseline', join(lib, 'tsgi.mjs'), ['--protocol', 'scgi'], {
+        env: { ...env, BENCH_TSGI_MODULE: resolve(baseline, 'scgi', 'dist', 'index.js') },
+      }),
+  }),
   // Memory only: the slow reader iterates tsgi.input instead of read(64 KiB).
   'tsgi-scgi (for await)': () =>
     startBackend('tsgi-scgi (for await)', join(lib, 'tsgi.mjs'), ['--protocol', 'scgi'], {
@@ -70,12 +85,14 @@ const BACKENDS = {
     }),
 };
 const KIND = {
+  'tsgi-scgi@baseline': 'scgi',
   'tsgi-scgi (for await)': 'scgi',
   'tsgi-scgi': 'scgi',
   'minimal-scgi': 'scgi',
   'tsgi-fastcgi': 'fastcgi',
 };
 const PREFIX = {
+  'tsgi-scgi@baseline': '/tsgi-scgi-baseline/',
   'tsgi-scgi (for await)': '/tsgi-scgi-iterate/',
   'tsgi-scgi': '/tsgi-scgi/',
   'minimal-scgi': '/minimal-scgi/',
@@ -95,7 +112,7 @@ const json = {
   decode: {},
 };
 out(`# bench/scgi: ${new Date().toISOString()}`);
-out(`command: node bench/scgi/run.mjs ${process.argv.slice(2).join(' ')}`.trim());
+out(`command: node bench/scgi/run.mjs ${commandLine}`.trim());
 out(`machine at start: ${json.machineAtStart}`);
 out(
   `wrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.rounds} interleaved rounds (order rotated each round); nginx 1 worker, access_log off; lighttpd defaults`,
@@ -176,13 +193,21 @@ try {
       const targets = Object.keys(backends).map((name) => ({
         name,
         url: (p) => front.url(`${PREFIX[name]}${p}`),
+        backendPid: backends[name].pid,
+        frontPid: front.pid,
       }));
       for (const key of throughput) {
         const title = `${WORKLOADS[key].title} through ${server}`;
         out(`\n## ${title}`);
-        const { results, errors } = await measureWorkload(key, targets, opts, out);
-        json.throughput[`${server}/${key}`] = { results, errors };
+        const { results, errors, cpu } = await measureWorkload(key, targets, opts, out);
+        json.throughput[`${server}/${key}`] = { results, errors, cpu };
         for (const l of table(title, results, 'minimal-scgi', errors)) out(l);
+        out('');
+        for (const l of cpuTable(cpu, 'minimal-scgi')) out(l);
+        if (results['tsgi-scgi@baseline'])
+          out(
+            `tsgi-scgi / tsgi-scgi@baseline: ${fmt(ratio(results['tsgi-scgi'], results['tsgi-scgi@baseline']), 2)}x req/s, ${fmt(ratio(cpu['tsgi-scgi'].backend, cpu['tsgi-scgi@baseline'].backend), 2)}x backend CPU per request`,
+          );
       }
       await front.stop();
       started.splice(started.indexOf(front), 1);
@@ -293,7 +318,7 @@ try {
       };
       out('\n## Per-request cost of the SCGI header decode (in this process, median of 7 x 100k)');
       out(
-        '| header block | bytes | pairs | decodeHeaders (ns) | decodeHeaders + buildEnviron (ns) |',
+        '| header block | bytes | pairs | decodeHeaders (ns) | decodeHeaders + buildEnviron, as the adapter calls them (ns) |',
       );
       out('|---|---:|---:|---:|---:|');
       const quiet = () => {};
@@ -303,7 +328,18 @@ try {
       ]) {
         const block = Buffer.from(pairs.map(([k, v]) => `${k}\0${v}\0`).join(''), 'latin1');
         const d = time(decodeHeaders, block);
-        const e = time((b) => core.buildEnviron(decodeHeaders(b).params, { errors: quiet }), block);
+        // As the adapter calls it: a lone empty CONTENT_TYPE is left out (the core would
+        // delete it from the environ, which makes the environ a slow dictionary object).
+        const asAdapter = (params) => {
+          const i = params.findIndex(([n]) => n === 'CONTENT_TYPE');
+          if (i < 0 || params[i][1] !== '') return params;
+          if (params.findIndex(([n], k) => k > i && n === 'CONTENT_TYPE') >= 0) return params;
+          return params.filter((_, k) => k !== i);
+        };
+        const e = time(
+          (b) => core.buildEnviron(asAdapter(decodeHeaders(b).params), { errors: quiet }),
+          block,
+        );
         json.decode[label] = {
           bytes: block.length,
           pairs: pairs.length,
@@ -341,6 +377,15 @@ try {
     if (r['tsgi-fastcgi'])
       out(
         `${server} hello: tsgi-fastcgi / minimal-scgi: ${fmt(ratio(r['tsgi-fastcgi'], r['minimal-scgi']), 2)}x`,
+      );
+    if (r['tsgi-scgi@baseline'])
+      out(
+        verdict(
+          `${server} hello: tsgi-scgi@baseline / minimal-scgi`,
+          ratio(r['tsgi-scgi@baseline'], r['minimal-scgi'] ?? []),
+          '>=',
+          0.95,
+        ),
       );
   }
   json.machineAtEnd = machine();

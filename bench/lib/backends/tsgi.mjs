@@ -1,5 +1,6 @@
 // A tsgi backend: `node tsgi.mjs --protocol fastcgi|scgi [--listen HOST:PORT|/path.sock]`.
-// Loads the adapter from packages/<protocol>/dist (build first: `pnpm run build`) and serves
+// Loads the adapter from packages/<protocol>/dist (build first: `pnpm run build`; or from
+// $BENCH_TSGI_MODULE, a path to another build's index.js) and serves
 // the bench workload (workload.mjs) as a tsgi application. Prints `SKIP reason` when the
 // adapter is not built or does not export its serve function yet.
 import { existsSync } from 'node:fs';
@@ -20,7 +21,8 @@ import {
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const pi = process.argv.indexOf('--protocol');
 const protocol = pi >= 0 ? process.argv[pi + 1] : 'fastcgi';
-const dist = join(root, 'packages', protocol, 'dist', 'index.js');
+// BENCH_TSGI_MODULE: load the adapter from another build (a before/after comparison in one run).
+const dist = process.env.BENCH_TSGI_MODULE || join(root, 'packages', protocol, 'dist', 'index.js');
 if (!existsSync(dist))
   skip(`packages/${protocol}/dist/index.js is missing (not built yet: pnpm run build)`);
 const mod = await import(pathToFileURL(dist).href);

@@ -121,6 +121,21 @@ export interface FastcgiRecord {
 const HEADER = 0;
 const CONTENT = 1;
 const PADDING = 2;
+/** The content of a stream record, passed on in pieces as it arrives (streamTypes). */
+const CONTENT_PIECES = 3;
+
+/** RecordParserOptions: how `RecordParser` hands over record contents. */
+export interface RecordParserOptions {
+  /**
+   * streamTypes: record types whose content may be returned in pieces, as views of the
+   * pushed chunks, when a record spans chunks: for stream types (FCGI_PARAMS, FCGI_STDIN,
+   * FCGI_DATA; S3.3: "the value of a stream is independent of how many records it contains
+   * or how its bytes are divided"), this saves assembling (copying) the record. A piece is
+   * never empty: the empty record that ends a stream is still the only empty content.
+   * Default: none (every record is returned whole).
+   */
+  streamTypes?: readonly number[];
+}
 
 /**
  * RecordParser: an incremental FastCGI record reader (S3.3). `push` any chunking of the
@@ -131,6 +146,8 @@ const PADDING = 2;
  * - A record that spans chunks is assembled once, into a buffer of its contentLength,
  *   allocated when its header is complete; nothing else is retained between pushes (never
  *   the rest of a chunk), so the work is linear in the bytes pushed, whatever the split.
+ *   A record of one of `streamTypes` is not assembled: its content comes out in pieces,
+ *   views of the chunks, each a record of the same type and request ID.
  * - A record is returned as soon as its content is complete; its padding (at most 255
  *   bytes, S3.3 "requires receivers to interpret the paddingLength and skip the
  *   paddingData") is skipped as it arrives.
@@ -156,6 +173,18 @@ export class RecordParser {
   /** Stream offset of the current record's header. */
   private recordOffset = 0;
   private failure: TsgiError | undefined;
+  /** streamTypes as flags by type byte. */
+  private readonly pieces: Uint8Array | undefined;
+  /** CONTENT_PIECES: content bytes of the current record still to come. */
+  private contentLeft = 0;
+
+  constructor(options: RecordParserOptions = {}) {
+    const types = options.streamTypes;
+    if (types !== undefined && types.length > 0) {
+      this.pieces = new Uint8Array(256);
+      for (const t of types) this.pieces[t & 0xff] = 1;
+    }
+  }
 
   /** RecordParser.offset: bytes of the stream pushed so far. */
   get offset(): number {
@@ -224,11 +253,24 @@ export class RecordParser {
           });
           p += this.contentLength;
           this.state = PADDING;
+        } else if (this.pieces !== undefined && this.pieces[this.type] === 1) {
+          // A stream record that spans chunks: what is here now, the rest as it comes.
+          this.contentLeft = this.contentLength;
+          this.state = CONTENT_PIECES;
         } else {
           this.assembly = new Uint8Array(this.contentLength);
           this.assemblyFill = 0;
           this.state = CONTENT;
         }
+      }
+      if (this.state === CONTENT_PIECES) {
+        const k = Math.min(this.contentLeft, n - p);
+        if (k === 0) break;
+        out.push({ type: this.type, requestId: this.requestId, content: chunk.subarray(p, p + k) });
+        this.contentLeft -= k;
+        p += k;
+        if (this.contentLeft > 0) break;
+        this.state = PADDING;
       }
       if (this.state === CONTENT) {
         const a = this.assembly!;
@@ -266,6 +308,8 @@ export class RecordParser {
       what = `inside a record header (${this.headerFill} of ${FCGI_HEADER_LEN} bytes)`;
     } else if (this.state === CONTENT) {
       what = `inside the content of a ${recordTypeName(this.type)} record (${this.assemblyFill} of ${this.contentLength} bytes)`;
+    } else if (this.state === CONTENT_PIECES) {
+      what = `inside the content of a ${recordTypeName(this.type)} record (${this.contentLength - this.contentLeft} of ${this.contentLength} bytes)`;
     } else {
       what = `inside the padding of a ${recordTypeName(this.type)} record (${this.paddingLeft} bytes missing)`;
     }
@@ -301,6 +345,9 @@ export interface ParamsLimits {
 
 /** ParamPair: a name (latin-1 decoded, one code point per byte) and its value as bytes. */
 export type ParamPair = [name: string, value: Uint8Array];
+
+/** TextParamPair: a name and its value, both latin-1 decoded (one code point per byte, reversible). */
+export type TextParamPair = [name: string, value: string];
 
 /** checkParamsLimits: validates `ParamsLimits` and fills in the defaults. */
 export function checkParamsLimits(limits: ParamsLimits = {}): Required<ParamsLimits> {
@@ -343,7 +390,11 @@ const VALUE = 3;
  * - Lengths: one byte when the high bit is 0, else four bytes with the high bit cleared
  *   (S3.4), so a length is at most 2^31 - 1.
  * - Names are decoded as latin-1 (one code point per byte, reversible); values stay bytes,
- *   as a view of the record when the value lies inside one record, else copied once.
+ *   as a view of the record when the value lies inside one record, else copied once
+ *   (`push`), or are latin-1 strings as well (`pushText`, what the connection uses: the
+ *   core takes latin-1 strings as they are). `pushText` decodes each record's content
+ *   once and slices names and values out of that string: one crossing into C++ per
+ *   record instead of one per name and value.
  * - Limits are checked before buffering: the stream's size on every push, the pair count
  *   when a pair starts, and, as soon as a pair's two lengths are known, the name and value
  *   lengths and what the pair would bring the stream to. Errors are TsgiErrors with
@@ -352,7 +403,8 @@ const VALUE = 3;
 export class ParamsDecoder {
   private readonly limits: Required<ParamsLimits>;
   private state = NAME_LENGTH;
-  private readonly lengthBytes = new Uint8Array(4);
+  /** A 4-byte length split across records; made the first time one is. */
+  private lengthBytes: Uint8Array | undefined;
   private lengthFill = 0;
   private nameLength = 0;
   private valueLength = 0;
@@ -378,8 +430,23 @@ export class ParamsDecoder {
 
   /** ParamsDecoder.push: decodes the next bytes of the stream; returns the pairs they completed. */
   push(content: Uint8Array): ParamPair[] {
-    const out: ParamPair[] = [];
+    return this.decode(content, false) as ParamPair[];
+  }
+
+  /**
+   * ParamsDecoder.pushText: `push`, with the values as latin-1 strings (byte-exact:
+   * `Buffer.from(value, 'latin1')` gives the bytes back). Do not mix with `push` on one
+   * stream.
+   */
+  pushText(content: Uint8Array): TextParamPair[] {
+    return this.decode(content, true) as TextParamPair[];
+  }
+
+  private decode(content: Uint8Array, text: boolean): Array<ParamPair | TextParamPair> {
+    const out: Array<ParamPair | TextParamPair> = [];
     const n = content.length;
+    /** text mode: the whole content as latin-1, made on the first name or value inside it. */
+    let str: string | undefined;
     if (this.total + n > this.limits.maxParamsBytes) {
       throw this.tooLarge();
     }
@@ -387,6 +454,40 @@ export class ParamsDecoder {
     const base = this.total;
     this.total += n;
     let p = 0;
+    if (text && this.state === NAME_LENGTH && this.lengthFill === 0) {
+      // Fast path: the pairs that lie whole in this content (all of them, when a web server
+      // sends PARAMS in one record), with locals instead of the state machine. It stops at
+      // the first pair that is not whole here; the state machine goes on from its start.
+      str = latin1Decode(content);
+      const maxParams = this.limits.maxParams;
+      while (p < n) {
+        if (this.pairs >= maxParams) break; // the state machine throws, with its message
+        let q = p;
+        let nameLength = content[q]!;
+        if (nameLength < 0x80) q += 1;
+        else if (n - q >= 4) {
+          nameLength = readLength4(content, q);
+          q += 4;
+        } else break;
+        if (q >= n) break;
+        let valueLength = content[q]!;
+        if (valueLength < 0x80) q += 1;
+        else if (n - q >= 4) {
+          valueLength = readLength4(content, q);
+          q += 4;
+        } else break;
+        this.nameLength = nameLength;
+        this.valueLength = valueLength;
+        this.checkPair(base + q);
+        if (n - q < nameLength + valueLength) break;
+        const name =
+          nameLength === 0 ? '' : (knownName(str, q, nameLength) ?? str.slice(q, q + nameLength));
+        q += nameLength;
+        out.push([name, valueLength === 0 ? '' : str.slice(q, q + valueLength)]);
+        this.pairs++;
+        p = q + valueLength;
+      }
+    }
     while (p < n) {
       if (this.state === NAME_LENGTH || this.state === VALUE_LENGTH) {
         if (
@@ -409,12 +510,13 @@ export class ParamsDecoder {
           p += 4;
         } else {
           const k = Math.min(4 - this.lengthFill, n - p);
+          this.lengthBytes ??= new Uint8Array(4);
           this.lengthBytes.set(content.subarray(p, p + k), this.lengthFill);
           this.lengthFill += k;
           p += k;
           if (this.lengthFill < 4) break;
           this.lengthFill = 0;
-          length = readLength4(this.lengthBytes, 0);
+          length = readLength4(this.lengthBytes!, 0);
         }
         if (this.state === NAME_LENGTH) {
           this.nameLength = length;
@@ -427,24 +529,38 @@ export class ParamsDecoder {
         if (this.nameLength === 0) {
           this.name = '';
           this.state = VALUE;
-          if (this.valueLength === 0) out.push(this.emit(EMPTY));
+          if (this.valueLength === 0) out.push(this.emit(text ? '' : EMPTY));
         }
         continue;
       }
       if (this.state === NAME) {
-        const bytes = this.take(content, p, this.nameLength);
-        p = this.afterTake;
-        if (bytes === undefined) break;
-        this.name = latin1Decode(bytes);
+        const len = this.nameLength;
+        if (text && this.assembly === undefined && n - p >= len) {
+          str ??= latin1Decode(content);
+          this.name = knownName(str, p, len) ?? str.slice(p, p + len);
+          p += len;
+        } else {
+          const bytes = this.take(content, p, len);
+          p = this.afterTake;
+          if (bytes === undefined) break;
+          this.name = latin1Decode(bytes);
+        }
         this.state = VALUE;
-        if (this.valueLength === 0) out.push(this.emit(EMPTY));
+        if (this.valueLength === 0) out.push(this.emit(text ? '' : EMPTY));
         continue;
       }
       // VALUE
-      const bytes = this.take(content, p, this.valueLength);
+      const len = this.valueLength;
+      if (text && this.assembly === undefined && n - p >= len) {
+        str ??= latin1Decode(content);
+        out.push(this.emit(str.slice(p, p + len)));
+        p += len;
+        continue;
+      }
+      const bytes = this.take(content, p, len);
       p = this.afterTake;
       if (bytes === undefined) break;
-      out.push(this.emit(bytes));
+      out.push(this.emit(text ? latin1Decode(bytes) : bytes));
     }
     return out;
   }
@@ -499,10 +615,10 @@ export class ParamsDecoder {
     return a;
   }
 
-  private emit(value: Uint8Array): ParamPair {
+  private emit(value: Uint8Array | string): ParamPair | TextParamPair {
     this.pairs++;
     this.state = NAME_LENGTH;
-    return [this.name, value];
+    return [this.name, value] as ParamPair | TextParamPair;
   }
 
   /** Both lengths of a pair are known (its data starts at stream offset `at`): check them. */
@@ -533,6 +649,72 @@ export class ParamsDecoder {
       { status: 431 },
     );
   }
+}
+
+/**
+ * The names web servers send with (nearly) every request: Debian's fastcgi_params and
+ * scgi_params, the usual headers. As string literals they are internalized once; a name
+ * decoded from the stream is a fresh string that V8 must hash and look up in its string
+ * table each time the core stores it as an environ key (20 per nginx request, 1.2 us in a
+ * profile). Returning the literal for bytes that spell it skips both the copy and the lookup.
+ */
+const KNOWN_NAMES = [
+  'QUERY_STRING',
+  'REQUEST_METHOD',
+  'CONTENT_TYPE',
+  'CONTENT_LENGTH',
+  'SCRIPT_NAME',
+  'SCRIPT_FILENAME',
+  'REQUEST_URI',
+  'DOCUMENT_URI',
+  'DOCUMENT_ROOT',
+  'SERVER_PROTOCOL',
+  'REQUEST_SCHEME',
+  'HTTPS',
+  'GATEWAY_INTERFACE',
+  'SERVER_SOFTWARE',
+  'REMOTE_ADDR',
+  'REMOTE_PORT',
+  'REMOTE_USER',
+  'SERVER_ADDR',
+  'SERVER_PORT',
+  'SERVER_NAME',
+  'REDIRECT_STATUS',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'HTTP_HOST',
+  'HTTP_USER_AGENT',
+  'HTTP_ACCEPT',
+  'HTTP_ACCEPT_ENCODING',
+  'HTTP_ACCEPT_LANGUAGE',
+  'HTTP_CONNECTION',
+  'HTTP_COOKIE',
+  'HTTP_REFERER',
+  'HTTP_CONTENT_TYPE',
+  'HTTP_CONTENT_LENGTH',
+  'HTTP_X_FORWARDED_FOR',
+  'HTTP_CACHE_CONTROL',
+];
+/** KNOWN_NAMES by length. */
+const KNOWN_BY_LENGTH: Array<string[] | undefined> = [];
+for (const name of KNOWN_NAMES) (KNOWN_BY_LENGTH[name.length] ??= []).push(name);
+
+/**
+ * knownName: the KNOWN_NAMES literal equal to `s.slice(at, at + length)`, or undefined.
+ * Compared code unit by code unit (String.prototype.startsWith with a position is a
+ * builtin call each time, several times slower here).
+ */
+function knownName(s: string, at: number, length: number): string | undefined {
+  const candidates = KNOWN_BY_LENGTH[length];
+  if (candidates === undefined) return undefined;
+  for (let c = 0; c < candidates.length; c++) {
+    const name = candidates[c]!;
+    let i = length - 1;
+    // From the end: most names of one length share their start (HTTP_, SERVER_, REQUEST_).
+    while (i >= 0 && name.charCodeAt(i) === s.charCodeAt(at + i)) i--;
+    if (i < 0) return name;
+  }
+  return undefined;
 }
 
 /** A four-byte length (S3.4): big-endian with the high bit (the encoding marker) cleared. */

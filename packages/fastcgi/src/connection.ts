@@ -14,6 +14,7 @@ import {
   createLogSink,
   type Environ,
   type ErrorSink,
+  type Input,
   isTsgiError,
   type LogLevel,
   RequestSignal,
@@ -52,10 +53,10 @@ import {
   FCGI_STDIN,
   FCGI_STDOUT,
   FCGI_UNKNOWN_ROLE,
-  type ParamPair,
   ParamsDecoder,
   type ParamsLimits,
   RecordParser,
+  type TextParamPair,
 } from './codec.js';
 
 /**
@@ -92,6 +93,12 @@ const DEFAULT_PARAMS_TIMEOUT_MS = 30_000;
 const DEFAULT_ABORT_GRACE_MS = 1_000;
 /** Response bytes gathered before they are sent without waiting for the end of the tick. */
 const FLUSH_BYTES = 64 * 1024;
+const RESOLVED: Promise<void> = Promise.resolve();
+/** A finished request's params and response queue (see Request.release); frozen, never shared by mistake. */
+const NO_PAIRS = Object.freeze([]) as unknown as TextParamPair[];
+const NO_OUT = Object.freeze([]) as unknown as Uint8Array[];
+/** Request.flushTimer while a microtask decides whether an immediate is needed. */
+const FLUSH_SOON: unique symbol = Symbol('flush soon');
 /** What a Filter may buffer of FCGI_STDIN while its app waits on FCGI_DATA (S6.4 sends STDIN first). */
 const FILTER_STDIN_LIMIT = 1024 * 1024;
 
@@ -224,9 +231,17 @@ const ROLE_NAMES: Record<number, 'responder' | 'authorizer' | 'filter'> = {
 export class FastcgiConnection {
   /** FastcgiConnection.done: resolves when the connection is closed and every request it ran has finished. */
   readonly done: Promise<void>;
-  private readonly parser = new RecordParser();
-  private readonly requests = new Map<number, Request>();
-  private readonly runs = new Set<Promise<unknown>>();
+  /**
+   * Stream records that span socket chunks come in pieces (views of the chunks), not
+   * assembled: an upload is not copied on its way to tsgi.input.
+   */
+  private readonly parser = new RecordParser({
+    streamTypes: [FCGI_PARAMS, FCGI_STDIN, FCGI_DATA],
+  });
+  private readonly requests = new RequestTable();
+  /** Apps still running (runApp not settled), and who waits for none to be. */
+  private runs = 0;
+  private runsDone: Array<() => void> | undefined;
   private readonly log: ErrorSink;
   private readonly slots: RequestSlots;
   private readonly limits: Required<ParamsLimits>;
@@ -239,6 +254,8 @@ export class FastcgiConnection {
   private paused = false;
   private needDrain = false;
   private drainWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
+  /** Requests begun in the chunk being handled; see armParamsTimers. */
+  private readonly paramsTimerDue: Request[] = [];
   private resolveClosed!: () => void;
   private readonly closedPromise: Promise<void>;
   /** What a Request and its InputSources may call back into. */
@@ -262,9 +279,13 @@ export class FastcgiConnection {
     this.closedPromise = new Promise<void>((r) => {
       this.resolveClosed = r;
     });
-    this.done = this.closedPromise.then(async () => {
-      while (this.runs.size > 0) await Promise.all([...this.runs]);
-    });
+    this.done = this.closedPromise.then(() =>
+      this.runs === 0
+        ? undefined
+        : new Promise<void>((r) => {
+            (this.runsDone ??= []).push(r);
+          }),
+    );
   }
 
   /** FastcgiConnection.activeRequests: requests begun and not yet ended with FCGI_END_REQUEST. */
@@ -301,6 +322,31 @@ export class FastcgiConnection {
         return;
       }
     }
+    if (this.paramsTimerDue.length > 0) this.armParamsTimers();
+  }
+
+  /**
+   * Arms the paramsTimeoutMs timer of each request begun in this chunk whose FCGI_PARAMS
+   * stream is still incomplete. A web server usually sends BEGIN_REQUEST and all of PARAMS
+   * in one write: then no timer is made at all.
+   */
+  private armParamsTimers() {
+    const t = this.options.paramsTimeoutMs ?? DEFAULT_PARAMS_TIMEOUT_MS;
+    for (const req of this.paramsTimerDue.splice(0)) {
+      if (req.phase !== 'params' || this.requests.get(req.id) !== req) continue;
+      req.timer = setTimeout(() => {
+        if (req.phase !== 'params') return;
+        this.refuse(
+          req,
+          new TsgiError(
+            'ERR_FASTCGI_PARAMS_TIMEOUT',
+            `fastcgi: FCGI_PARAMS not complete within ${t} ms (paramsTimeoutMs)`,
+            { status: 408 },
+          ),
+        );
+      }, t);
+      req.timer.unref?.();
+    }
   }
 
   /** FastcgiConnection.onEnd: the web server closed its side (FIN): no more records will come. */
@@ -312,8 +358,11 @@ export class FastcgiConnection {
       this.malformed(e, 'warn');
       return;
     }
-    const gone = this.goneError();
+    // The error is made only when a request is there to see it (a stack trace per close
+    // was 2 % of a keep-alive hello-world profile).
+    let gone: TsgiError | undefined;
     for (const req of this.requests.values()) {
+      gone ??= this.goneError();
       req.stdin?.fail(gone);
       req.data?.fail(gone);
       if (req.phase === 'params') this.completeRequest(req);
@@ -335,9 +384,11 @@ export class FastcgiConnection {
   onClose(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    const gone = this.goneError();
-    for (const req of [...this.requests.values()]) this.dropRequest(req, gone);
-    for (const w of this.drainWaiters.splice(0)) w.reject(gone);
+    if (this.requests.size > 0 || this.drainWaiters.length > 0) {
+      const gone = this.goneError();
+      for (const req of this.requests.values()) this.dropRequest(req, gone);
+      for (const w of this.drainWaiters.splice(0)) w.reject(gone);
+    }
     this.resolveClosed();
   }
 
@@ -358,7 +409,7 @@ export class FastcgiConnection {
   destroy(reason?: Error): void {
     if (this.state === 'closed') return;
     const r = reason ?? this.goneError();
-    for (const req of [...this.requests.values()]) this.dropRequest(req, r);
+    for (const req of this.requests.values()) this.dropRequest(req, r);
     this.state = 'ending';
     this.io.destroy();
   }
@@ -417,20 +468,9 @@ export class FastcgiConnection {
     }
     const req = new Request(id, b.role, b.keepConn, this.limits, this.host);
     this.requests.set(id, req);
-    const t = this.options.paramsTimeoutMs ?? DEFAULT_PARAMS_TIMEOUT_MS;
-    if (t > 0) {
-      req.timer = setTimeout(() => {
-        if (req.phase !== 'params') return;
-        this.refuse(
-          req,
-          new TsgiError(
-            'ERR_FASTCGI_PARAMS_TIMEOUT',
-            `fastcgi: FCGI_PARAMS not complete within ${t} ms (paramsTimeoutMs)`,
-            { status: 408 },
-          ),
-        );
-      }, t);
-      req.timer.unref?.();
+    // The timer is armed at the end of this chunk, if PARAMS is still incomplete then.
+    if ((this.options.paramsTimeoutMs ?? DEFAULT_PARAMS_TIMEOUT_MS) > 0) {
+      this.paramsTimerDue.push(req);
     }
     const rt = this.options.requestTimeoutMs ?? 0;
     if (rt > 0) {
@@ -451,8 +491,9 @@ export class FastcgiConnection {
     if (req.phase !== 'params') return;
     try {
       if (content.length > 0) {
-        const pairs = req.decoder.push(content);
-        for (const p of pairs) req.pairs.push(p);
+        const pairs = req.decoder.pushText(content);
+        if (req.pairs.length === 0) req.pairs = pairs;
+        else for (const p of pairs) req.pairs.push(p);
         return;
       }
       req.decoder.end();
@@ -542,15 +583,14 @@ export class FastcgiConnection {
     req.phase = 'running';
     // S6.3: an Authorizer gets no request body; S6.4: a Filter gets FCGI_DATA as well.
     if (req.role !== FCGI_AUTHORIZER) req.stdin = new InputSource(this.host);
-    const extra: Record<string, unknown> = { 'fastcgi.role': ROLE_NAMES[req.role] };
+    let dataInput: Input | undefined;
     if (req.role === FCGI_FILTER) {
       req.data = new InputSource(this.host);
-      extra['tsgi.data'] = createInput(req.data, dataLength(req.pairs));
+      dataInput = createInput(req.data, dataLength(req.pairs));
     }
-    if (this.options.extra) Object.assign(extra, this.options.extra);
     let environ: Environ;
     try {
-      environ = buildEnviron(req.pairs, {
+      environ = buildEnviron(withoutEmptyContentVars(req.pairs), {
         input: req.stdin ?? null,
         signal: req.signal,
         errors: req.errorSink,
@@ -561,34 +601,41 @@ export class FastcgiConnection {
         multithread: false,
         multiprocess: this.options.multiprocess ?? false,
         runOnce: false,
-        extra,
       });
     } catch (e) {
       // 400 (a bad or repeated CONTENT_LENGTH) or 413 (maxBodyBytes): nothing was read yet.
       this.refuse(req, e);
       return;
     }
+    // Set here rather than through buildEnviron's `extra`: the core adds `extra` with
+    // Object.assign, which turns the environ into a slow dictionary-mode object; plain
+    // stores keep it fast. The order is the same: these keys, then the user's extra.
+    const env = environ as unknown as Record<string, unknown>;
+    env['fastcgi.role'] = ROLE_NAMES[req.role];
+    if (dataInput !== undefined) env['tsgi.data'] = dataInput;
+    if (this.options.extra) Object.assign(environ, this.options.extra);
     req.pairs = [];
     req.environ = environ;
-    const run = runApp(this.app, environ, this.transport(req), {
+    const settled = () => {
+      this.releaseSlot(req);
+      if (--this.runs > 0) return;
+      const waiting = this.runsDone;
+      this.runsDone = undefined;
+      if (waiting !== undefined) for (const r of waiting) r();
+    };
+    this.runs++;
+    const run: Promise<void> = runApp(this.app, environ, this.transport(req), {
       mapHeadToGet: this.options.mapHeadToGet,
       // FastCGI responders send the HEAD body; the web server drops it (SPEC rule 8.2).
       headBody: 'send',
       log: req.coreSink,
-    }).then(
-      () => undefined,
-      (e: unknown) => {
-        // runApp never rejects; this is a last resort against a bug.
-        this.log(`fastcgi: request ${req.id} failed: ${describe(e)}`, 'error');
-        this.destroy();
-      },
-    );
-    req.run = run;
-    this.runs.add(run);
-    void run.finally(() => {
-      this.runs.delete(run);
-      this.releaseSlot(req);
+    }).then(settled, (e: unknown) => {
+      // runApp never rejects; this is a last resort against a bug.
+      this.log(`fastcgi: request ${req.id} failed: ${describe(e)}`, 'error');
+      this.destroy();
+      settled();
     });
+    req.run = run;
   }
 
   private transport(req: Request): Transport {
@@ -632,7 +679,7 @@ export class FastcgiConnection {
   private breakConnection(req: Request, reason: Error) {
     this.flush(req);
     this.dropRequest(req, reason, false);
-    for (const other of [...this.requests.values()]) this.dropRequest(other, reason);
+    for (const other of this.requests.values()) this.dropRequest(other, reason);
     this.closeNow();
   }
 
@@ -650,18 +697,35 @@ export class FastcgiConnection {
     if (req.flushTimer === undefined) {
       // setImmediate, not nextTick: the core's steps between write() calls are promise
       // jobs, so a body produced without waiting goes out with its END_REQUEST in one write.
-      req.flushTimer = setImmediate(() => {
-        req.flushTimer = undefined;
-        this.flush(req);
+      // The immediate is only set from a microtask, once the current job is over: a body
+      // the core sends whole in one job (an array: head, chunks and end at once) has ended
+      // by then, and needs no immediate (nor the two calls into C++ that set and clear one).
+      req.flushTimer = FLUSH_SOON;
+      // A job on a resolved promise: queueMicrotask would make an AsyncResource per call.
+      RESOLVED.then(() => {
+        if (req.flushTimer !== FLUSH_SOON) return;
+        if (req.outBytes === 0 || req.phase === 'ended') {
+          req.flushTimer = undefined;
+          return;
+        }
+        req.flushTimer = setImmediate(() => {
+          req.flushTimer = undefined;
+          this.flush(req);
+        });
       });
     }
   }
 
+  /** Stops a pending flush of `req` (its bytes are sent another way). */
+  private cancelFlush(req: Request) {
+    const t = req.flushTimer;
+    if (t === undefined) return;
+    if (t !== FLUSH_SOON) clearImmediate(t);
+    req.flushTimer = undefined;
+  }
+
   private flush(req: Request) {
-    if (req.flushTimer !== undefined) {
-      clearImmediate(req.flushTimer);
-      req.flushTimer = undefined;
-    }
+    this.cancelFlush(req);
     if (req.outBytes === 0 || req.phase === 'ended' || this.state !== 'open') return;
     const data = req.out.length === 1 ? req.out[0]! : Buffer.concat(req.out, req.outBytes);
     req.out = [];
@@ -671,10 +735,7 @@ export class FastcgiConnection {
 
   /** The response is complete: last STDOUT + empty STDOUT + END_REQUEST, one write. */
   private finish(req: Request) {
-    if (req.flushTimer !== undefined) {
-      clearImmediate(req.flushTimer);
-      req.flushTimer = undefined;
-    }
+    this.cancelFlush(req);
     // Partial lines of tsgi.errors go out before the STDERR stream is closed.
     req.environ?.['tsgi.errors'].flush();
     const out = req.out;
@@ -719,6 +780,7 @@ export class FastcgiConnection {
     // request ID is inactive), so the connection is drained for its next request.
     req.stdin?.discard();
     req.data?.discard();
+    req.release();
     if (req.run === undefined) this.releaseSlot(req);
     if (!req.keepConn) this.closeWhenIdle = true;
     if (this.closeWhenIdle && this.requests.size === 0) this.closeNow();
@@ -731,13 +793,11 @@ export class FastcgiConnection {
     req.phase = 'ended';
     this.requests.delete(req.id);
     this.clearTimers(req);
-    if (req.flushTimer !== undefined) {
-      clearImmediate(req.flushTimer);
-      req.flushTimer = undefined;
-    }
+    this.cancelFlush(req);
     req.stdin?.fail(reason);
     req.data?.fail(reason);
     if (abortSignal && !req.signal.aborted) req.signal.abort(reason);
+    req.release();
     if (req.run === undefined) this.releaseSlot(req);
   }
 
@@ -835,6 +895,72 @@ export class FastcgiConnection {
   }
 }
 
+/**
+ * RequestTable: a connection's active requests by ID (the subset of Map the connection
+ * uses). Not a Map: a keep-conn connection lives for hours and adds and deletes a request
+ * thousands of times a second, and a Map rehashes every few deletions, with V8 linking each
+ * obsolete table to its successor (for iterators that may still be on it). Once one table
+ * has reached the old generation, that link keeps the next, young one alive through a
+ * scavenge, and with it the requests it holds; so every request's objects (its params,
+ * environ, response) got promoted and left for the full GC (measured behind nginx: 3.5 KB
+ * per request promoted, garbage collection the largest difference in CPU per request from
+ * node:http). The one request at a time that nginx sends lives in a field; concurrent ones
+ * (multiplexing) in an object keyed by ID, whose elements are not chained.
+ */
+class RequestTable {
+  private oneId = -1;
+  private one: Request | undefined;
+  private more: Record<number, Request> | undefined;
+  private moreCount = 0;
+  /** RequestTable.size: the number of requests. */
+  size = 0;
+
+  get(id: number): Request | undefined {
+    if (id === this.oneId) return this.one;
+    return this.more?.[id];
+  }
+
+  has(id: number): boolean {
+    return this.get(id) !== undefined;
+  }
+
+  /** Adds `req` under `id` (which must not be there). */
+  set(id: number, req: Request): void {
+    if (this.one === undefined) {
+      this.oneId = id;
+      this.one = req;
+    } else {
+      this.more ??= Object.create(null) as Record<number, Request>;
+      this.more[id] = req;
+      this.moreCount++;
+    }
+    this.size++;
+  }
+
+  delete(id: number): void {
+    if (id === this.oneId) {
+      this.oneId = -1;
+      this.one = undefined;
+      this.size--;
+      return;
+    }
+    const more = this.more;
+    if (more === undefined || more[id] === undefined) return;
+    delete more[id];
+    this.size--;
+    if (--this.moreCount === 0) this.more = undefined;
+  }
+
+  /** The requests, as an array (a snapshot: the table may change while it is walked). */
+  values(): Request[] {
+    const out: Request[] = [];
+    if (this.one !== undefined) out.push(this.one);
+    const more = this.more;
+    if (more !== undefined) for (const id in more) out.push(more[id as unknown as number]!);
+    return out;
+  }
+}
+
 /** The part of a connection a request and its inputs call back into. */
 interface Host {
   send(data: Uint8Array | readonly Uint8Array[]): void;
@@ -848,7 +974,7 @@ interface Host {
 class Request {
   phase: Phase = 'params';
   readonly decoder: ParamsDecoder;
-  pairs: ParamPair[] = [];
+  pairs: TextParamPair[] = [];
   /** Behind `tsgi.signal`: no AbortSignal is made unless the app reads the key. */
   readonly signal = new RequestSignal();
   stdin: InputSource | undefined;
@@ -857,7 +983,8 @@ class Request {
   run: Promise<unknown> | undefined;
   out: Uint8Array[] = [];
   outBytes = 0;
-  flushTimer: NodeJS.Immediate | undefined;
+  /** The pending flush: FLUSH_SOON (a microtask will decide), an immediate, or none. */
+  flushTimer: NodeJS.Immediate | typeof FLUSH_SOON | undefined;
   timer: NodeJS.Timeout | undefined;
   requestTimer: NodeJS.Timeout | undefined;
   stderrUsed = false;
@@ -872,6 +999,19 @@ class Request {
     private readonly conn: Host,
   ) {
     this.decoder = new ParamsDecoder(limits);
+  }
+
+  /**
+   * Request.release: drops what the request no longer needs once it has ended: the environ
+   * (and through it the params, the input and the app's objects) and the decoder. A
+   * finished request can outlive its response in the young generation (a scavenge may find
+   * it referenced from old garbage until the next full GC); what it holds then would be
+   * copied and promoted with it.
+   */
+  release(): void {
+    this.environ = undefined;
+    this.pairs = NO_PAIRS;
+    this.out = NO_OUT;
   }
 
   /** tsgi.errors: FCGI_STDERR records while the request is active (S6.1), else the log. */
@@ -974,13 +1114,43 @@ class InputSource implements ByteSource {
 }
 
 /** FCGI_DATA_LENGTH (S6.4) as a number, or undefined when absent or not digits. */
-function dataLength(pairs: ParamPair[]): number | undefined {
+function dataLength(pairs: TextParamPair[]): number | undefined {
   for (const [n, v] of pairs) {
     if (n !== 'FCGI_DATA_LENGTH') continue;
-    const s = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1');
-    return /^[0-9]{1,15}$/.test(s) ? Number(s) : undefined;
+    return /^[0-9]{1,15}$/.test(v) ? Number(v) : undefined;
   }
   return undefined;
+}
+
+/**
+ * withoutEmptyContentVars: `pairs` without an empty CONTENT_LENGTH or CONTENT_TYPE that
+ * is the only one of its name (nginx sends both empty on every GET). The core treats an
+ * empty one as absent and deletes it from the environ, and a `delete` of a property that
+ * is not the last one added turns the environ into a slow dictionary-mode object, for the
+ * core and the app alike (measured: buildEnviron 2.9 -> 1.7 us on nginx's params). The
+ * environ is the same either way; a repeated one is passed on for the core to refuse.
+ */
+function withoutEmptyContentVars(pairs: TextParamPair[]): TextParamPair[] {
+  let cl = -1;
+  let ct = -1;
+  let repeated = false;
+  for (let i = 0; i < pairs.length; i++) {
+    const name = pairs[i]![0];
+    if (name === 'CONTENT_LENGTH') {
+      repeated ||= cl >= 0;
+      cl = i;
+    } else if (name === 'CONTENT_TYPE') {
+      repeated ||= ct >= 0;
+      ct = i;
+    }
+  }
+  if (repeated) return pairs;
+  if (cl >= 0 && pairs[cl]![1] !== '') cl = -1;
+  if (ct >= 0 && pairs[ct]![1] !== '') ct = -1;
+  if (cl < 0 && ct < 0) return pairs;
+  const out: TextParamPair[] = [];
+  for (let i = 0; i < pairs.length; i++) if (i !== cl && i !== ct) out.push(pairs[i]!);
+  return out;
 }
 
 function describe(e: unknown): string {

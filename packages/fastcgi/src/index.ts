@@ -56,8 +56,10 @@ export {
   type ParamsLimits,
   paddingFor,
   RecordParser,
+  type RecordParserOptions,
   type RequestEnd,
   recordTypeName,
+  type TextParamPair,
 } from './codec.js';
 export {
   DEFAULT_INPUT_BUFFER_BYTES,

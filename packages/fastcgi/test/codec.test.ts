@@ -442,6 +442,80 @@ describe('RecordParser (S3.3)', () => {
     }
   });
 
+  it('streamTypes: a stream record that spans pushes comes in non-empty pieces, views of the chunks (fast-check)', () => {
+    const STREAMS = [FCGI_PARAMS, FCGI_STDIN, FCGI_DATA];
+    const record = fc.record({
+      type: fc.constantFrom(FCGI_BEGIN_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_DATA, 20),
+      requestId: fc.integer({ min: 0, max: 3 }),
+      content: fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
+      pad: fc.integer({ min: 0, max: 255 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(record, { maxLength: 8 }),
+        fc.array(fc.nat(5000), { maxLength: 20 }),
+        (recs, cuts) => {
+          const chunks = splitAt(streamOf(recs), cuts);
+          const p = new RecordParser({ streamTypes: STREAMS });
+          const got: FastcgiRecord[] = [];
+          for (const c of chunks) {
+            for (const r of p.push(c)) {
+              got.push(r);
+              // Every stream piece is a view of the chunk it came in: nothing was copied.
+              if (STREAMS.includes(r.type) && r.content.length > 0)
+                expect(r.content.buffer).toBe(c.buffer);
+            }
+          }
+          p.end();
+          // Pieces of one record are adjacent; joined, they are the records.
+          const joined: Array<{ type: number; requestId: number; content: string }> = [];
+          let i = 0;
+          for (const r of recs) {
+            let hexed = '';
+            if (!STREAMS.includes(r.type) || r.content.length === 0) {
+              hexed = toHex(got[i++]!.content);
+            } else {
+              let n = 0;
+              while (n < r.content.length) {
+                const piece = got[i++]!;
+                expect(piece.type).toBe(r.type);
+                expect(piece.requestId).toBe(r.requestId);
+                expect(piece.content.length).toBeGreaterThan(0);
+                hexed += toHex(piece.content);
+                n += piece.content.length;
+              }
+            }
+            joined.push({ type: r.type, requestId: r.requestId, content: hexed });
+          }
+          expect(i).toBe(got.length);
+          expect(joined).toEqual(
+            recs.map((r) => ({ type: r.type, requestId: r.requestId, content: toHex(r.content) })),
+          );
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('streamTypes: a 65535-byte FCGI_STDIN record split across pushes is never assembled', () => {
+    const big = Buffer.alloc(FCGI_MAX_CONTENT_LENGTH, 0x61);
+    const bytes = encodeRecord(FCGI_STDIN, 1, big);
+    const p = new RecordParser({ streamTypes: [FCGI_STDIN] });
+    let total = 0;
+    for (let o = 0; o < bytes.length; o += 4096) {
+      for (const r of p.push(bytes.subarray(o, o + 4096))) total += r.content.length;
+      expect(p.bufferedBytes).toBeLessThanOrEqual(8);
+    }
+    p.end();
+    expect(total).toBe(big.length);
+    // Cut inside the content: the error says how far it got.
+    const q = new RecordParser({ streamTypes: [FCGI_STDIN] });
+    q.push(bytes.subarray(0, 108));
+    expect(caught(() => q.end()).message).toBe(
+      'fastcgi: stream ended inside the content of a FCGI_STDIN record (100 of 65535 bytes); the record starts at byte offset 0',
+    );
+  });
+
   it('returns a record as soon as its content is complete, before its padding', () => {
     const p = new RecordParser();
     const rec = encodeRecord(FCGI_STDIN, 1, latin1('abc')); // 8 + 3 + 5 padding
@@ -623,6 +697,52 @@ describe('ParamsDecoder (S3.4, S5.2)', () => {
       ),
       { numRuns: 200 },
     );
+  });
+
+  it('pushText gives the same pairs as latin-1 strings, byte for byte, in any split (fast-check)', () => {
+    const pair = fc.tuple(
+      fc.uint8Array({ maxLength: 140 }).map((u) => Buffer.from(u).toString('latin1')),
+      fc.oneof(fc.uint8Array({ maxLength: 20 }), fc.uint8Array({ minLength: 120, maxLength: 400 })),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(pair, { maxLength: 10 }),
+        fc.array(fc.nat(6000), { maxLength: 15 }),
+        (pairs, cuts) => {
+          const bytes = encodeNameValuePairs(pairs);
+          const d = new ParamsDecoder();
+          const got: Array<[string, string]> = [];
+          for (const c of splitAt(bytes, cuts)) got.push(...d.pushText(c));
+          d.end();
+          expect(got).toEqual(pairs.map(([n, v]) => [n, Buffer.from(v).toString('latin1')]));
+          expect(d.count).toBe(pairs.length);
+        },
+      ),
+      { numRuns: 200 },
+    );
+    // The fixed cases too: 4-byte lengths, empty names and values, non-UTF-8 bytes.
+    const d = new ParamsDecoder();
+    const text = d.pushText(BYTES);
+    d.end();
+    expect(text.map(([n, v]) => [n, toHex(Buffer.from(v, 'latin1'))])).toEqual(EXPECTED_PAIRS);
+    const one = new ParamsDecoder();
+    const byByte = bytewise(BYTES).flatMap((c) => one.pushText(c));
+    one.end();
+    expect(byByte).toEqual(text);
+  });
+
+  it('pushText applies the same limits as push', () => {
+    expect(
+      caught(() => new ParamsDecoder({ maxParamValueBytes: 2 }).pushText(hex('01 03'))),
+    ).toEqual({
+      code: 'ERR_FASTCGI_PARAM_VALUE_TOO_LONG',
+      message: 'fastcgi: a PARAMS value of 3 bytes exceeds 2 bytes (limit maxParamValueBytes)',
+      status: 431,
+    });
+    const pairs = Array.from({ length: 3 }, (_, i) => [`V${i}`, ''] as [string, string]);
+    expect(
+      caught(() => new ParamsDecoder({ maxParams: 2 }).pushText(encodeNameValuePairs(pairs))).code,
+    ).toBe('ERR_FASTCGI_TOO_MANY_PARAMS');
   });
 
   it('decodes the whole PARAMS stream as the records of a web server deliver it', () => {

@@ -300,6 +300,46 @@ describe('FastcgiConnection', () => {
     expect(io.destroyed).toBe(false);
   });
 
+  it('an empty CONTENT_LENGTH and CONTENT_TYPE (nginx on a GET) are absent from the environ; a repeated one is still a 400', async () => {
+    let seen: Record<string, unknown> | undefined;
+    const { io, conn, ended } = setup((env) => {
+      seen = { ...env };
+      return { status: 200, body: ['ok'] };
+    });
+    const nginxGet: Array<[string, string]> = [
+      ['QUERY_STRING', ''],
+      ['REQUEST_METHOD', 'GET'],
+      ['CONTENT_TYPE', ''],
+      ['CONTENT_LENGTH', ''],
+      ...PARAMS.slice(1),
+    ];
+    conn.onData(requestBytes(1, nginxGet, undefined, { keepConn: true }));
+    await until(() => ended(1));
+    expect(seen && 'CONTENT_LENGTH' in seen).toBe(false);
+    expect(seen && 'CONTENT_TYPE' in seen).toBe(false);
+    expect(seen?.REQUEST_URI).toBe('/app');
+    // An empty CONTENT_LENGTH next to a real one is a repeat, refused as before.
+    conn.onData(
+      requestBytes(2, [...nginxGet, ['CONTENT_LENGTH', '3']], latin1('abc'), { keepConn: true }),
+    );
+    await until(() => ended(2));
+    const out = Buffer.concat(
+      io
+        .records()
+        .filter((r) => r.type === FCGI_STDOUT && r.requestId === 2)
+        .map((r) => r.content),
+    );
+    expect(out.toString('latin1')).toMatch(/^Status: 400 Bad Request\r\n/);
+  });
+
+  it('paramsTimeoutMs: no timer for a request whose PARAMS end in the chunk that began it', async () => {
+    const { conn, ended } = setup(hello, { paramsTimeoutMs: 30 });
+    const timers = (conn as unknown as { paramsTimerDue: unknown[] }).paramsTimerDue;
+    conn.onData(requestBytes(1, PARAMS, undefined, { keepConn: true }));
+    expect(timers.length).toBe(0);
+    await until(() => ended(1));
+  });
+
   it('paramsTimeoutMs: PARAMS that never end are answered 408', async () => {
     const { io, conn, ended, logs } = setup(hello, { paramsTimeoutMs: 30 });
     conn.onData(encodeBeginRequest(1, FCGI_RESPONDER, 1));

@@ -12,7 +12,6 @@ import {
   isTsgiError,
   RequestSignal,
   type ResponseHead,
-  type RunResult,
   runApp,
   serializeCgiHead,
   statusLine,
@@ -67,6 +66,9 @@ export type ScgiConnectionPhase = 'idle' | 'header' | 'running' | 'closing' | 'c
 
 const DEFAULT_HEADER_TIMEOUT_MS = 30_000;
 const DEFAULT_LINGER_MS = 5_000;
+/** Response bytes gathered before they are written without waiting for the end of the job. */
+const FLUSH_BYTES = 16 * 1024;
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * ScgiConnection: serves the one request of an SCGI connection: frames and decodes the
@@ -90,10 +92,6 @@ const DEFAULT_LINGER_MS = 5_000;
  *   off as complete when there is no Content-Length.
  */
 export class ScgiConnection {
-  /** ScgiConnection.done: resolves when the socket has closed and the request (if any) has finished. */
-  readonly done: Promise<void>;
-  /** ScgiConnection.closed: resolves when the socket has closed (the app may still be running). */
-  readonly closed: Promise<void>;
   private phase_: ScgiConnectionPhase = 'idle';
   private readonly framer: NetstringFramer;
   private readonly sink: ErrorSink;
@@ -107,9 +105,21 @@ export class ScgiConnection {
   /** The response ended (cleanly or not): a close is no longer the client going away. */
   private finished = false;
   private socketClosed = false;
-  private running: Promise<unknown> = Promise.resolve();
+  /** The app's run (runApp) is over, or never started. */
+  private runSettled = true;
+  /** Callbacks for when the socket has closed and the run is over (see whenDone). */
+  private doneHooks: Array<() => void> | undefined;
+  private donePromise: Promise<void> | undefined;
+  private closedPromise: Promise<void> | undefined;
   private drainWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
-  private resolveClosed!: () => void;
+  /** Response bytes gathered for one write (see queue). */
+  private out: Uint8Array[] = [];
+  private outBytes = 0;
+  private flushQueued = false;
+  /** The socket's last write returned false: writes wait for 'drain'. */
+  private needDrain = false;
+  private drainListening = false;
+  private resolveClosed: (() => void) | undefined;
 
   constructor(
     private readonly socket: Duplex,
@@ -120,16 +130,12 @@ export class ScgiConnection {
       maxHeaderBytes: checkMaxHeaderBytes(options.maxHeaderBytes),
     });
     this.sink = options.errors ?? createLogSink('info');
-    this.closed = new Promise<void>((r) => {
-      this.resolveClosed = r;
-    });
-    this.done = this.closed.then(() => this.running).then(() => undefined);
 
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
-    socket.on('drain', this.onDrain);
+    // 'drain' is listened to once a write has to wait (most responses never do).
 
     const t = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
     if (t > 0) {
@@ -158,6 +164,51 @@ export class ScgiConnection {
       }, t);
       this.headerTimer.unref?.();
     }
+  }
+
+  /**
+   * ScgiConnection.closed: resolves when the socket has closed (the app may still be
+   * running). Made on first use.
+   */
+  get closed(): Promise<void> {
+    if (this.closedPromise === undefined) {
+      this.closedPromise = this.socketClosed
+        ? Promise.resolve()
+        : new Promise<void>((r) => {
+            this.resolveClosed = r;
+          });
+    }
+    return this.closedPromise;
+  }
+
+  /**
+   * ScgiConnection.done: resolves when the socket has closed and the request (if any) has
+   * finished. Made on first use.
+   */
+  get done(): Promise<void> {
+    this.donePromise ??= new Promise<void>((r) => this.whenDone(r));
+    return this.donePromise;
+  }
+
+  /**
+   * ScgiConnection.whenDone: calls `fn` once the socket has closed and the request (if
+   * any) has finished, as `done` resolves, but without a Promise: what a server tracking
+   * every connection uses.
+   */
+  whenDone(fn: () => void): void {
+    if (this.socketClosed && this.runSettled) {
+      queueMicrotask(fn);
+      return;
+    }
+    (this.doneHooks ??= []).push(fn);
+  }
+
+  private checkDone() {
+    if (!this.socketClosed || !this.runSettled) return;
+    const hooks = this.doneHooks;
+    if (hooks === undefined) return;
+    this.doneHooks = undefined;
+    for (const fn of hooks) fn();
   }
 
   /** ScgiConnection.phase: where the connection is (used by `serveScgi` for a graceful close). */
@@ -224,13 +275,25 @@ export class ScgiConnection {
     this.phase_ = 'closed';
     this.clearHeaderTimer();
     if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    // The error is made only when something is there to see it: after a complete response
+    // (every connection's normal end) there is nothing, and a TsgiError with its stack
+    // trace on every close was 4 % of a hello-world profile.
     if (!this.finished) this.goAway(this.goneError());
-    this.body?.onFailure(this.goneError());
+    if (this.body?.open) this.body.onFailure(this.goneError());
     for (const w of this.drainWaiters.splice(0)) w.reject(this.goneError());
-    this.resolveClosed();
+    // What the connection no longer needs: a closed socket can stay in the young generation
+    // for a while (Node releases its handle after the close), and what it holds would be
+    // copied and promoted with it. The body source stays with tsgi.input, which has seen
+    // its end or failure.
+    this.body = undefined;
+    this.lingerTimer = undefined;
+    this.out = [];
+    this.resolveClosed?.();
+    this.checkDone();
   };
 
   private readonly onDrain = () => {
+    this.needDrain = false;
     for (const w of this.drainWaiters.splice(0)) w.resolve();
   };
 
@@ -257,8 +320,6 @@ export class ScgiConnection {
   private start(block: Uint8Array, rest: Uint8Array) {
     this.clearHeaderTimer();
     this.phase_ = 'running';
-    // Backpressure from here on: nothing more is read until the app asks for body bytes.
-    this.socket.pause();
     let params: Array<[string, string]>;
     let contentLength: number;
     try {
@@ -267,10 +328,13 @@ export class ScgiConnection {
       this.reject(e, 'error');
       return;
     }
+    // Backpressure from here on: nothing more is read until the app asks for body bytes.
+    // Without a body there is nothing to hold back (and a pause would only be undone).
+    if (contentLength > 0) this.socket.pause();
     this.body = new BodySource(this.socket, contentLength, rest);
     let environ: ReturnType<typeof buildEnviron>;
     try {
-      environ = buildEnviron(params, {
+      environ = buildEnviron(withoutEmptyContentType(params), {
         input: this.body,
         signal: this.rsignal,
         errors: this.sink,
@@ -289,35 +353,39 @@ export class ScgiConnection {
       this.reject(e, 'warn');
       return;
     }
-    this.running = runApp(this.app, environ, this.transport(), {
+    this.runSettled = false;
+    runApp(this.app, environ, this.transport(), {
       mapHeadToGet: this.options.mapHeadToGet,
       // CGI-style backends send the HEAD body; the front server strips it (SPEC rule 8.2).
       headBody: 'send',
       log: this.sink,
     }).then(
-      (r: RunResult) => r,
+      () => {
+        this.runSettled = true;
+        this.checkDone();
+      },
       (e: unknown) => {
         // runApp never rejects; this is a last resort against a bug.
         this.sink(`scgi: request failed: ${describe(e)}`, 'error');
         this.reset();
+        this.runSettled = true;
+        this.checkDone();
       },
     );
   }
 
   private transport(): Transport {
-    const socket = this.socket;
     return {
       sendHead: (head: ResponseHead) => {
         this.checkOpen();
         this.wrote = true;
-        // Head and first chunk leave in one segment: cork now, uncork on the next tick.
-        socket.cork();
-        socket.write(serializeCgiHead(head));
-        process.nextTick(() => socket.uncork());
+        this.queue(serializeCgiHead(head));
       },
       write: (chunk: Uint8Array) => {
         this.checkOpen();
-        if (socket.write(chunk)) return;
+        this.queue(chunk);
+        if (this.outBytes >= FLUSH_BYTES) this.flush();
+        if (!this.needDrain) return;
         return new Promise<void>((resolve, reject) => {
           this.drainWaiters.push({ resolve, reject });
         });
@@ -329,9 +397,56 @@ export class ScgiConnection {
       },
       abort: () => {
         this.finished = true;
+        this.flush();
         this.reset();
       },
     };
+  }
+
+  /**
+   * Gathers response bytes. They leave at the end of the current job (a microtask), or
+   * sooner when FLUSH_BYTES pile up, or with the FIN when the response ends first: a
+   * response the core produces in one go (an array body: head, chunks, end) is then one
+   * write and one shutdown, as a hand-written responder would do it.
+   */
+  private queue(bytes: Uint8Array) {
+    this.out.push(bytes);
+    this.outBytes += bytes.length;
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // A job on a resolved promise: queueMicrotask would make an AsyncResource per call.
+    RESOLVED.then(this.flushSoon);
+  }
+
+  private readonly flushSoon = () => {
+    this.flushQueued = false;
+    this.flush();
+  };
+
+  /** Sends the gathered bytes (several in one writev); notes when the socket wants a drain. */
+  private flush() {
+    const out = this.out;
+    if (out.length === 0) return;
+    this.out = [];
+    this.outBytes = 0;
+    const socket = this.socket;
+    if (socket.destroyed || socket.writableEnded) return;
+    let ok: boolean;
+    if (out.length === 1) ok = socket.write(out[0]!);
+    else {
+      socket.cork();
+      ok = true;
+      for (const b of out) ok = socket.write(b);
+      socket.uncork();
+    }
+    if (!ok) this.waitForDrain();
+  }
+
+  private waitForDrain() {
+    this.needDrain = true;
+    if (this.drainListening) return;
+    this.drainListening = true;
+    this.socket.on('drain', this.onDrain);
   }
 
   private checkOpen() {
@@ -347,8 +462,22 @@ export class ScgiConnection {
   private closeGracefully() {
     this.phase_ = 'closing';
     this.body?.discard();
-    this.socket.end();
-    this.socket.resume();
+    // What is still gathered leaves with the FIN: one piece, or small pieces joined
+    // (one write instead of a writev), or larger ones corked into one writev.
+    const out = this.out;
+    const bytes = this.outBytes;
+    this.out = [];
+    this.outBytes = 0;
+    const socket = this.socket;
+    if (out.length === 0 || socket.destroyed || socket.writableEnded) socket.end();
+    else if (out.length === 1) socket.end(out[0]);
+    else if (bytes <= FLUSH_BYTES) socket.end(Buffer.concat(out, bytes));
+    else {
+      socket.cork();
+      for (const b of out) socket.write(b);
+      socket.end();
+    }
+    socket.resume();
     const t = this.options.lingerMs ?? DEFAULT_LINGER_MS;
     this.lingerTimer = setTimeout(() => this.socket.destroy(), t);
     this.lingerTimer.unref?.();
@@ -462,6 +591,11 @@ class BodySource implements ByteSource {
     w?.resolve(null);
   }
 
+  /** BodySource.open: more body may come (onFailure would record a failure). */
+  get open(): boolean {
+    return this.remaining !== 0 && !this.eof;
+  }
+
   onFailure(e: Error) {
     if (this.remaining === 0 || this.eof) return;
     this.failure ??= e;
@@ -494,6 +628,27 @@ class BodySource implements ByteSource {
     this.socket.resume();
     return c;
   }
+}
+
+/**
+ * withoutEmptyContentType: `params` without an empty CONTENT_TYPE that is the only one
+ * (nginx's scgi_params sends it empty on every GET). The core treats an empty one as absent
+ * and deletes it from the environ, and a `delete` of a property that is not the last one
+ * added turns the environ into a slow dictionary-mode object, for the core and the app
+ * alike. The environ is the same either way; a repeated one is passed on for the core to
+ * refuse. (CONTENT_LENGTH is never empty here: decodeHeaders requires digits.)
+ */
+function withoutEmptyContentType(params: Array<[string, string]>): Array<[string, string]> {
+  let at = -1;
+  for (let i = 0; i < params.length; i++) {
+    if (params[i]![0] !== 'CONTENT_TYPE') continue;
+    if (at >= 0) return params;
+    at = i;
+  }
+  if (at < 0 || params[at]![1] !== '') return params;
+  const out = params.slice(0, at);
+  for (let i = at + 1; i < params.length; i++) out.push(params[i]!);
+  return out;
 }
 
 function toBuffer(b: Uint8Array): Buffer {

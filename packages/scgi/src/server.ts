@@ -82,7 +82,14 @@ export async function serveScgi(app: Application, options: ScgiServerOptions): P
   checkMaxHeaderBytes(options.maxHeaderBytes);
   const sink = options.errors ?? createLogSink('info');
   const connOptions: ScgiConnectionOptions = { ...options, errors: sink };
-  const live = new Set<ScgiConnection>();
+  // The open connections by serial number: a plain object, not a Set. A Set that adds and
+  // deletes thousands of entries a second rehashes every few deletions, and V8 links each
+  // obsolete table to its successor; once one table is in the old generation that link keeps
+  // the young ones, and every connection in them, alive through scavenges, so every
+  // connection's objects were promoted and left for the full GC.
+  const live: Record<number, ScgiConnection> = Object.create(null);
+  let serial = 0;
+  const liveConnections = (): ScgiConnection[] => Object.values(live);
   const idle = options.idleTimeoutMs ?? 0;
   let closing = false;
 
@@ -94,8 +101,11 @@ export async function serveScgi(app: Application, options: ScgiServerOptions): P
       return;
     }
     const conn = handleScgiConnection(socket, app, connOptions);
-    live.add(conn);
-    void conn.done.then(() => live.delete(conn));
+    const id = serial++;
+    live[id] = conn;
+    conn.whenDone(() => {
+      delete live[id];
+    });
     if (idle > 0) {
       socket.setTimeout(idle, () => {
         sink(`scgi: connection idle for ${idle} ms (idleTimeoutMs); closed`, 'warn');
@@ -135,7 +145,7 @@ export async function serveScgi(app: Application, options: ScgiServerOptions): P
     },
     get connections() {
       let n = 0;
-      for (const c of live) if (c.phase !== 'closed') n++;
+      for (const c of liveConnections()) if (c.phase !== 'closed') n++;
       return n;
     },
     netServer: server,
@@ -143,10 +153,10 @@ export async function serveScgi(app: Application, options: ScgiServerOptions): P
       closed ??= (async () => {
         closing = true;
         const stopped = new Promise<void>((r) => server.close(() => r()));
-        for (const c of live) if (c.phase === 'idle') c.destroy();
+        for (const c of liveConnections()) if (c.phase === 'idle') c.destroy();
         const timeout = closeOptions.timeoutMs ?? 30_000;
         let timer: NodeJS.Timeout | undefined;
-        const all = Promise.all([...live].map((c) => c.done));
+        const all = Promise.all(liveConnections().map((c) => c.done));
         await Promise.race([
           all,
           new Promise<void>((r) => {
@@ -154,11 +164,11 @@ export async function serveScgi(app: Application, options: ScgiServerOptions): P
           }),
         ]);
         clearTimeout(timer);
-        for (const c of live) {
+        for (const c of liveConnections()) {
           c.destroy(new TsgiError('ERR_SCGI_SHUTDOWN', 'scgi: the server is shutting down'));
         }
         // Sockets, not requests: an app that ignores its aborted signal cannot hold this up.
-        await Promise.all([...live].map((c) => c.closed));
+        await Promise.all(liveConnections().map((c) => c.closed));
         await stopped;
       })();
       return closed;

@@ -53,6 +53,14 @@ const deferred = <T = void>() => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+async function until(check: () => boolean, what = 'condition') {
+  const deadline = Date.now() + 3000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
 /** Echoes selected environ values and the whole body as `NAME=value\n` lines (latin-1). */
 const echo: Application = async (environ, startResponse) => {
   const body = Buffer.from(await environ['tsgi.input'].read());
@@ -200,6 +208,76 @@ describe('round trips', () => {
     const res = await exchange(port, encodeRequest([['REQUEST_METHOD', 'GET']]));
     expect(res.body.toString()).toBe('part one,');
     expect(res.ending).toBe('reset');
+  });
+});
+
+describe('per-request work', () => {
+  it('an empty CONTENT_TYPE (nginx on a GET) is absent from the environ; a repeated one is still a 400', async () => {
+    let seen: Environ | undefined;
+    const { port } = await start((environ) => {
+      seen = environ;
+      return { status: 200, body: ['ok'] };
+    });
+    const get: Array<[string, string]> = [
+      ['REQUEST_METHOD', 'GET'],
+      ['REQUEST_URI', '/x'],
+      ['QUERY_STRING', ''],
+      ['CONTENT_TYPE', ''],
+      ['DOCUMENT_URI', '/x'],
+    ];
+    const res = await exchange(port, encodeRequest(get));
+    expect(res.status).toBe(200);
+    expect(seen && 'CONTENT_TYPE' in seen).toBe(false);
+    expect(seen?.REQUEST_URI).toBe('/x');
+    const twice = await exchange(port, encodeRequest([...get, ['CONTENT_TYPE', 'text/plain']]));
+    expect(twice.status).toBe(400);
+  });
+
+  it('a response produced in one go (head, array body, end) leaves in ONE write, then the FIN', async () => {
+    const { port, sockets } = await start(() => ({
+      status: 200,
+      headers: [['Content-Type', 'text/plain']],
+      body: ['Hello, ', 'World!\n'],
+    }));
+    const counts = { write: 0, writev: 0 };
+    const sock = await connect(port);
+    await until(() => sockets.length === 1);
+    const server = sockets[0]! as net.Socket & {
+      _write: (...a: unknown[]) => unknown;
+      _writev: (...a: unknown[]) => unknown;
+    };
+    const write = server._write.bind(server);
+    const writev = server._writev.bind(server);
+    server._write = (...a) => {
+      counts.write++;
+      return write(...a);
+    };
+    server._writev = (...a) => {
+      counts.writev++;
+      return writev(...a);
+    };
+    const done = collect(sock);
+    sock.write(encodeRequest([['REQUEST_METHOD', 'GET']]));
+    const res = await done;
+    expect(res.bytes).toEqual(
+      latin1('Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nHello, World!\n'),
+    );
+    expect(res.ending).toBe('end');
+    expect(counts).toEqual({ write: 1, writev: 0 });
+  });
+
+  it('a large body still goes out with backpressure: the app waits for drain', async () => {
+    const big = Buffer.alloc(4 * 1024 * 1024, 0x61);
+    const { port } = await start(() => ({
+      status: 200,
+      headers: [['Content-Length', String(big.length * 4)]],
+      body: (async function* () {
+        for (let i = 0; i < 4; i++) yield big;
+      })(),
+    }));
+    const res = await exchange(port, encodeRequest([['REQUEST_METHOD', 'GET']]));
+    expect(res.status).toBe(200);
+    expect(res.body.length).toBe(big.length * 4);
   });
 });
 
