@@ -596,7 +596,9 @@ export class FastcgiConnection {
         errors: req.errorSink,
         mount: this.options.mount,
         uriEncoding: this.options.uriEncoding,
-        maxBodyBytes: this.options.maxBodyBytes,
+        // S6.3: an Authorizer gets no body, so a CONTENT_LENGTH it was told about is no
+        // reason to refuse it.
+        maxBodyBytes: req.role === FCGI_AUTHORIZER ? undefined : this.options.maxBodyBytes,
         urlScheme: this.options.urlScheme,
         multithread: false,
         multiprocess: this.options.multiprocess ?? false,

@@ -428,6 +428,35 @@ describe('management records and roles', () => {
     expect(r.body.toString()).toBe('authorizer 0');
     expect(r.headers).toContainEqual(['Variable-AUTH_METHOD', 'test']);
   });
+
+  it('an Authorizer told of a body over maxBodyBytes is not refused: it gets no body (S6.3)', async () => {
+    const { port } = await start(
+      async (env) => ({
+        status: 200,
+        body: [`${env['fastcgi.role']} ${(await env['tsgi.input'].read()).length}`],
+      }),
+      { maxBodyBytes: 10 },
+    );
+    const c = await FcgiClient.connect(port);
+    await c.write(
+      Buffer.concat([
+        encodeBeginRequest(1, FCGI_AUTHORIZER, 0),
+        encodeStream(
+          FCGI_PARAMS,
+          1,
+          encodeNameValuePairs(
+            GET.map(([k, v]) => (k === 'CONTENT_LENGTH' ? [k, '5000'] : [k, v])),
+          ),
+          {
+            end: true,
+          },
+        ),
+      ]),
+    );
+    const r = await c.response(1);
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe('authorizer 0');
+  });
 });
 
 describe('FCGI_ABORT_REQUEST (S5.4)', () => {
