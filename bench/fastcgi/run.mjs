@@ -212,7 +212,7 @@ try {
     );
     out('| backend | idle RSS (MB) | peak RSS (MB) | growth (MB) | upload time (s) | answer ok |');
     out('|---|---:|---:|---:|---:|---|');
-    for (const name of MEMORY) {
+    for (const name of baseline ? [...MEMORY, 'tsgi@baseline'] : MEMORY) {
       const b = await BACKENDS[name]();
       if (b.skipped) {
         out(`| ${name} | skipped: ${b.skipped} | | | | |`);

@@ -146,6 +146,10 @@ export function registerProbeTests(ctx: ProbeContext): void {
         expect(g.contentLength).toBe('2000');
         expect(h.contentLength).toBe('2000');
         expect(identical).toBe(true);
+      } else if (server === 'apache' && g.contentLength !== null) {
+        // Apache trusting the backend may still compute a Content-Length of its own when the
+        // whole body and the end of the response came in one read (timing: about one run in
+        // ten behind SCGI); the value was checked above.
       } else {
         // nginx (and Apache trusting the backend) without Content-Length: GET chunked,
         // HEAD neither CL nor TE (RFC 9112 6.3).

@@ -731,6 +731,27 @@ describe('ParamsDecoder (S3.4, S5.2)', () => {
     expect(byByte).toEqual(text);
   });
 
+  it('pushText: the usual names and near misses of them decode exactly (the known-name fast path)', () => {
+    const names = [
+      'REQUEST_METHOD',
+      'REQUEST_METHOX',
+      'XEQUEST_METHOD',
+      'request_method',
+      'HTTP_HOST',
+      'HTTP_HOSTS',
+      'HTTP_HOS',
+      'SERVER_PORT',
+      'SERVER_NAME',
+      'SERVER_NAMF',
+      'HTTPS',
+      'HTTP\u00e9',
+    ];
+    const pairs = names.map((n, i) => [n, `v${i}`] as [string, string]);
+    const d = new ParamsDecoder();
+    expect(d.pushText(encodeNameValuePairs(pairs))).toEqual(pairs);
+    d.end();
+  });
+
   it('pushText applies the same limits as push', () => {
     expect(
       caught(() => new ParamsDecoder({ maxParamValueBytes: 2 }).pushText(hex('01 03'))),

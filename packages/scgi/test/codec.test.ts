@@ -237,6 +237,41 @@ describe('valid requests', () => {
     );
   });
 
+  it('the usual names and near misses of them decode exactly (the known-name fast path)', () => {
+    const names = [
+      'REQUEST_METHOD',
+      'REQUEST_METHOX',
+      'XEQUEST_METHOD',
+      'request_method',
+      'HTTP_HOST',
+      'HTTP_HOSTS',
+      'HTTP_HOS',
+      'SERVER_PORT',
+      'SERVER_NAME',
+      'SERVER_NAMF',
+      'HTTPS',
+      'HTTP\u00e9',
+    ];
+    const vars = names.map((n, i) => [n, `v${i}`] as [string, string]);
+    const o = run([encodeRequest(vars)]);
+    if (!o.ok) throw new Error(o.message);
+    expect(o.params.slice(2)).toEqual(vars);
+    // Property: any name made of the letters the known names use round-trips exactly.
+    const letters = 'ACDEGHILMNOPQRSTUVWXY_'.split('');
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...letters), { minLength: 1, maxLength: 22 }),
+        (chars) => {
+          const n = chars.join('');
+          if (n === 'CONTENT_LENGTH' || n === 'SCGI') return;
+          const r = run([encodeRequest([[n, 'x']])]);
+          expect(r.ok && r.params[2]).toEqual([n, 'x']);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
   it('property: arbitrary bytes either frame or fail with a TsgiError ERR_SCGI_*', () => {
     fc.assert(
       fc.property(
