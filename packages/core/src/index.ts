@@ -9,6 +9,7 @@ export { describeChar, getHeader, HOP_BY_HOP, validateResponseHead } from './hea
 export { createInput, drainInput, Input, sourceFromIterable } from './input.js';
 export {
   isLatin1,
+  knownCgiName,
   latin1Decode,
   latin1Encode,
   percentDecodeBytes,

@@ -11,7 +11,7 @@
 // (params decoded as UTF-8, PARAMS split across records corrupted, unknown record types
 // crash the process, a quadratic parser).
 import { Buffer } from 'node:buffer';
-import { isLatin1, latin1Decode, TsgiError } from '@tsgi/core';
+import { isLatin1, knownCgiName, latin1Decode, TsgiError } from '@tsgi/core';
 
 // ---------------------------------------------------------------------------------------
 // Constants (S8, "Types and Constants"; the names are fastcgi.h's)
@@ -481,7 +481,9 @@ export class ParamsDecoder {
         this.checkPair(base + q);
         if (n - q < nameLength + valueLength) break;
         const name =
-          nameLength === 0 ? '' : (knownName(str, q, nameLength) ?? str.slice(q, q + nameLength));
+          nameLength === 0
+            ? ''
+            : (knownCgiName(str, q, nameLength) ?? str.slice(q, q + nameLength));
         q += nameLength;
         out.push([name, valueLength === 0 ? '' : str.slice(q, q + valueLength)]);
         this.pairs++;
@@ -537,7 +539,7 @@ export class ParamsDecoder {
         const len = this.nameLength;
         if (text && this.assembly === undefined && n - p >= len) {
           str ??= latin1Decode(content);
-          this.name = knownName(str, p, len) ?? str.slice(p, p + len);
+          this.name = knownCgiName(str, p, len) ?? str.slice(p, p + len);
           p += len;
         } else {
           const bytes = this.take(content, p, len);
@@ -649,72 +651,6 @@ export class ParamsDecoder {
       { status: 431 },
     );
   }
-}
-
-/**
- * The names web servers send with (nearly) every request: Debian's fastcgi_params and
- * scgi_params, the usual headers. As string literals they are internalized once; a name
- * decoded from the stream is a fresh string that V8 must hash and look up in its string
- * table each time the core stores it as an environ key (20 per nginx request, 1.2 us in a
- * profile). Returning the literal for bytes that spell it skips both the copy and the lookup.
- */
-const KNOWN_NAMES = [
-  'QUERY_STRING',
-  'REQUEST_METHOD',
-  'CONTENT_TYPE',
-  'CONTENT_LENGTH',
-  'SCRIPT_NAME',
-  'SCRIPT_FILENAME',
-  'REQUEST_URI',
-  'DOCUMENT_URI',
-  'DOCUMENT_ROOT',
-  'SERVER_PROTOCOL',
-  'REQUEST_SCHEME',
-  'HTTPS',
-  'GATEWAY_INTERFACE',
-  'SERVER_SOFTWARE',
-  'REMOTE_ADDR',
-  'REMOTE_PORT',
-  'REMOTE_USER',
-  'SERVER_ADDR',
-  'SERVER_PORT',
-  'SERVER_NAME',
-  'REDIRECT_STATUS',
-  'PATH_INFO',
-  'PATH_TRANSLATED',
-  'HTTP_HOST',
-  'HTTP_USER_AGENT',
-  'HTTP_ACCEPT',
-  'HTTP_ACCEPT_ENCODING',
-  'HTTP_ACCEPT_LANGUAGE',
-  'HTTP_CONNECTION',
-  'HTTP_COOKIE',
-  'HTTP_REFERER',
-  'HTTP_CONTENT_TYPE',
-  'HTTP_CONTENT_LENGTH',
-  'HTTP_X_FORWARDED_FOR',
-  'HTTP_CACHE_CONTROL',
-];
-/** KNOWN_NAMES by length. */
-const KNOWN_BY_LENGTH: Array<string[] | undefined> = [];
-for (const name of KNOWN_NAMES) (KNOWN_BY_LENGTH[name.length] ??= []).push(name);
-
-/**
- * knownName: the KNOWN_NAMES literal equal to `s.slice(at, at + length)`, or undefined.
- * Compared code unit by code unit (String.prototype.startsWith with a position is a
- * builtin call each time, several times slower here).
- */
-function knownName(s: string, at: number, length: number): string | undefined {
-  const candidates = KNOWN_BY_LENGTH[length];
-  if (candidates === undefined) return undefined;
-  for (let c = 0; c < candidates.length; c++) {
-    const name = candidates[c]!;
-    let i = length - 1;
-    // From the end: most names of one length share their start (HTTP_, SERVER_, REQUEST_).
-    while (i >= 0 && name.charCodeAt(i) === s.charCodeAt(at + i)) i--;
-    if (i < 0) return name;
-  }
-  return undefined;
 }
 
 /** A four-byte length (S3.4): big-endian with the high bit (the encoding marker) cleared. */

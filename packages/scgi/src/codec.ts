@@ -14,7 +14,7 @@
 // a Node quirk (its TextDecoder('latin1') is windows-1252) and measured ~12x slower than
 // decodeHeaders on a realistic 30-header block (bench/scgi-headers/run.mjs).
 import { Buffer } from 'node:buffer';
-import { TsgiError } from '@tsgi/core';
+import { knownCgiName, TsgiError } from '@tsgi/core';
 
 /** DEFAULT_MAX_HEADER_BYTES: the default cap on the declared header block size (64 KiB). */
 export const DEFAULT_MAX_HEADER_BYTES = 64 * 1024;
@@ -296,7 +296,7 @@ export function decodeHeaders(block: Uint8Array): ScgiHeaders {
     if (nameEnd === pos) {
       bad('ERR_SCGI_EMPTY_NAME', `scgi: empty header name at offset ${pos} of the header block`);
     }
-    const name = knownName(s, pos, nameEnd - pos) ?? s.slice(pos, nameEnd);
+    const name = knownCgiName(s, pos, nameEnd - pos) ?? s.slice(pos, nameEnd);
     if (nameEnd === n - 1) {
       bad(
         'ERR_SCGI_MISSING_VALUE',
@@ -327,69 +327,6 @@ export function decodeHeaders(block: Uint8Array): ScgiHeaders {
   }
   if (!sawScgi) bad('ERR_SCGI_MISSING_SCGI', 'scgi: the SCGI header (value "1") is missing');
   return { params, contentLength };
-}
-
-/**
- * The names front servers send with (nearly) every request: Debian's scgi_params, lighttpd's
- * and Apache's CGI variables, the usual headers. As string literals they are internalized once;
- * a name sliced from the block is a fresh string that V8 must hash and look up in its string
- * table each time the core stores it as an environ key. Returning the literal for the same
- * code units skips the copy and the lookup (byte-exact: every code unit is compared).
- */
-const KNOWN_NAMES = [
-  'CONTENT_LENGTH',
-  'SCGI',
-  'REQUEST_METHOD',
-  'REQUEST_URI',
-  'QUERY_STRING',
-  'CONTENT_TYPE',
-  'DOCUMENT_URI',
-  'DOCUMENT_ROOT',
-  'SERVER_PROTOCOL',
-  'REQUEST_SCHEME',
-  'HTTPS',
-  'REMOTE_ADDR',
-  'REMOTE_PORT',
-  'REMOTE_USER',
-  'SERVER_ADDR',
-  'SERVER_PORT',
-  'SERVER_NAME',
-  'SERVER_SOFTWARE',
-  'GATEWAY_INTERFACE',
-  'SCRIPT_NAME',
-  'SCRIPT_FILENAME',
-  'PATH_INFO',
-  'PATH_TRANSLATED',
-  'REDIRECT_STATUS',
-  'HTTP_HOST',
-  'HTTP_USER_AGENT',
-  'HTTP_ACCEPT',
-  'HTTP_ACCEPT_ENCODING',
-  'HTTP_ACCEPT_LANGUAGE',
-  'HTTP_CONNECTION',
-  'HTTP_COOKIE',
-  'HTTP_REFERER',
-  'HTTP_CONTENT_TYPE',
-  'HTTP_CONTENT_LENGTH',
-  'HTTP_X_FORWARDED_FOR',
-  'HTTP_CACHE_CONTROL',
-];
-/** KNOWN_NAMES by length. */
-const KNOWN_BY_LENGTH: Array<string[] | undefined> = [];
-for (const name of KNOWN_NAMES) (KNOWN_BY_LENGTH[name.length] ??= []).push(name);
-
-/** knownName: the KNOWN_NAMES literal equal to `s.slice(at, at + length)`, or undefined. */
-function knownName(s: string, at: number, length: number): string | undefined {
-  const candidates = KNOWN_BY_LENGTH[length];
-  if (candidates === undefined) return undefined;
-  for (let c = 0; c < candidates.length; c++) {
-    const name = candidates[c]!;
-    let i = length - 1;
-    // From the end: names of one length often share their start (HTTP_, SERVER_, REQUEST_).
-    while (i >= 0 && name.charCodeAt(i) === s.charCodeAt(at + i)) i--;
-    if (i < 0) return name;
-  }
-  return undefined;
 }
 
 /** CONTENT_LENGTH's value: 1..15 ASCII digits, nothing else (no sign, no spaces). */
