@@ -85,6 +85,7 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   // The record requestToCgi just made, passed on unmodified: its names are valid and
   // unique by construction, so it becomes the environ as it is, without a copy.
   let vars = adoptRequestVars(params);
+  let hcl: string | undefined;
   if (vars === undefined) {
     vars = {};
     const dup: DupState = { vars, dupHttp: undefined, sink };
@@ -97,6 +98,7 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
       for (const k in rec) if (Object.hasOwn(rec, k)) addVar(dup, k, rec[k]);
     }
     if (dup.dupHttp !== undefined) joinOrDrop(vars, dup.dupHttp, options, sink);
+    hcl = dup.httpCl;
   }
 
   // CONTENT_LENGTH: nginx sends "" on GET; treat empty as absent (real-servers.md).
@@ -118,15 +120,16 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   // Content-Type and Content-Length never appear as HTTP_* (RFC 3875 section 4.1.18;
   // nginx and lighttpd pass them anyway). A disagreement is worth a warning: nginx 1.22
   // with scgi_request_buffering off sends a wrong CONTENT_LENGTH (real-servers.md).
-  const hcl = vars.HTTP_CONTENT_LENGTH;
-  if (hcl !== undefined) {
-    if (contentLength !== undefined && hcl !== cl) {
-      sink(
-        `core: CONTENT_LENGTH ${cl} disagrees with the Content-Length header ${hcl}; trusting CONTENT_LENGTH (nginx scgi_request_buffering off bug?)`,
-        'warn',
-      );
-    }
+  // (The copying path above never stores them; an adopted record is checked here.)
+  if (vars.HTTP_CONTENT_LENGTH !== undefined) {
+    hcl ??= vars.HTTP_CONTENT_LENGTH;
     delete vars.HTTP_CONTENT_LENGTH;
+  }
+  if (hcl !== undefined && contentLength !== undefined && hcl !== cl) {
+    sink(
+      `core: CONTENT_LENGTH ${cl} disagrees with the Content-Length header ${hcl}; trusting CONTENT_LENGTH (nginx scgi_request_buffering off bug?)`,
+      'warn',
+    );
   }
   if (vars.HTTP_CONTENT_TYPE !== undefined) delete vars.HTTP_CONTENT_TYPE;
   if (vars.CONTENT_TYPE === '') delete vars.CONTENT_TYPE;
@@ -284,6 +287,11 @@ interface DupState {
   vars: Record<string, string>;
   dupHttp: Map<string, string[]> | undefined;
   sink: ErrorSink;
+  /** CONTENT_LENGTH / CONTENT_TYPE seen (empty ones are never stored; see addVar). */
+  cl?: boolean;
+  ct?: boolean;
+  /** The first HTTP_CONTENT_LENGTH, kept aside for the disagreement warning (SPEC 1.6). */
+  httpCl?: string;
 }
 
 /** addVar: one CGI variable from an adapter's params, checked (buildEnviron's copying path). */
@@ -291,6 +299,28 @@ function addVar(st: DupState, name: string, raw: Uint8Array | string | undefined
   if (raw === undefined) return;
   if (!isCgiName(name)) return;
   const vars = st.vars;
+  // The content variables are settled here, not stored and deleted later: an empty one
+  // (nginx sends both on every GET) counts as absent, and HTTP_CONTENT_* never reach the
+  // app (SPEC 1.6). A `delete` of a property that is not the last one added turns the
+  // environ into a slow dictionary-mode object for the core and the app alike (measured
+  // behind nginx: buildEnviron 2.9 -> 1.7 us).
+  if (name === 'CONTENT_LENGTH' || name === 'CONTENT_TYPE') {
+    const key = name === 'CONTENT_LENGTH' ? 'cl' : 'ct';
+    if (st[key]) {
+      throw new TsgiError('ERR_CORE_DUPLICATE_VARIABLE', `core: ${name} given twice`, {
+        status: 400,
+      });
+    }
+    st[key] = true;
+    const v = toLatin1String(raw);
+    if (v !== '') vars[name] = v;
+    return;
+  }
+  if (name === 'HTTP_CONTENT_LENGTH') {
+    st.httpCl ??= toLatin1String(raw);
+    return;
+  }
+  if (name === 'HTTP_CONTENT_TYPE') return;
   if (name.charCodeAt(0) === 72 /* H */ && name.startsWith('HTTP_')) {
     // Header names outside [A-Za-z0-9-] were mapped by some server to something
     // that is not a clean HTTP_ name; such variables never reach the application.
@@ -303,11 +333,6 @@ function addVar(st: DupState, name: string, raw: Uint8Array | string | undefined
       return;
     }
   } else if (Object.hasOwn(vars, name)) {
-    if (name === 'CONTENT_LENGTH' || name === 'CONTENT_TYPE') {
-      throw new TsgiError('ERR_CORE_DUPLICATE_VARIABLE', `core: ${name} given twice`, {
-        status: 400,
-      });
-    }
     st.sink(`core: CGI variable ${name} given twice; the first value is kept`, 'warn');
     return;
   }

@@ -334,7 +334,7 @@ export class ScgiConnection {
     this.body = new BodySource(this.socket, contentLength, rest);
     let environ: ReturnType<typeof buildEnviron>;
     try {
-      environ = buildEnviron(withoutEmptyContentType(params), {
+      environ = buildEnviron(params, {
         input: this.body,
         signal: this.rsignal,
         errors: this.sink,
@@ -628,27 +628,6 @@ class BodySource implements ByteSource {
     this.socket.resume();
     return c;
   }
-}
-
-/**
- * withoutEmptyContentType: `params` without an empty CONTENT_TYPE that is the only one
- * (nginx's scgi_params sends it empty on every GET). The core treats an empty one as absent
- * and deletes it from the environ, and a `delete` of a property that is not the last one
- * added turns the environ into a slow dictionary-mode object, for the core and the app
- * alike. The environ is the same either way; a repeated one is passed on for the core to
- * refuse. (CONTENT_LENGTH is never empty here: decodeHeaders requires digits.)
- */
-function withoutEmptyContentType(params: Array<[string, string]>): Array<[string, string]> {
-  let at = -1;
-  for (let i = 0; i < params.length; i++) {
-    if (params[i]![0] !== 'CONTENT_TYPE') continue;
-    if (at >= 0) return params;
-    at = i;
-  }
-  if (at < 0 || params[at]![1] !== '') return params;
-  const out = params.slice(0, at);
-  for (let i = at + 1; i < params.length; i++) out.push(params[i]!);
-  return out;
 }
 
 function toBuffer(b: Uint8Array): Buffer {
