@@ -14,6 +14,7 @@ import type { ByteSource, Environ, ErrorSink } from './types.js';
  * latin-1 strings (one code point per byte).
  */
 export type CgiParams =
+  | CgiVars
   | Iterable<readonly [string, Uint8Array | string]>
   | Readonly<Record<string, Uint8Array | string | undefined>>;
 
@@ -65,6 +66,17 @@ export interface EnvironOptions {
 const DIGITS = /^[0-9]{1,15}$/;
 
 /**
+ * PlainRecord: makes the environ. `new PlainRecord()` is a plain object (its prototype is
+ * Object.prototype, its constructor Object), but V8's slack tracking gives objects made
+ * by one constructor room for their ~30 properties in-object, where a `{}` literal keeps
+ * 4 and grows a property array three slots at a time (measured: buildEnviron's garbage
+ * per nginx request 1.3 -> 1.0 KB). Nor does it have a literal's allocation site (see
+ * CgiVars).
+ */
+function PlainRecord(this: object): void {}
+PlainRecord.prototype = Object.prototype;
+
+/**
  * buildEnviron: the one pure function that turns CGI meta-variables into an environ.
  * Every adapter calls it. Values are decoded as latin-1, byte for byte reversible
  * (roadmap seed, Definition #4 item 3); SCRIPT_NAME, PATH_INFO and QUERY_STRING are
@@ -87,18 +99,28 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   let vars = adoptRequestVars(params);
   let hcl: string | undefined;
   if (vars === undefined) {
-    vars = {};
-    const dup: DupState = { vars, dupHttp: undefined, sink };
-    if (Symbol.iterator in params) {
-      for (const [k, v] of params as Iterable<readonly [string, Uint8Array | string]>) {
-        addVar(dup, k, v);
-      }
+    let st: CgiVars;
+    if (params instanceof CgiVars) {
+      st = params;
     } else {
-      const rec = params as Record<string, Uint8Array | string | undefined>;
-      for (const k in rec) if (Object.hasOwn(rec, k)) addVar(dup, k, rec[k]);
+      st = new CgiVars();
+      if (Symbol.iterator in params) {
+        for (const [k, v] of params as Iterable<readonly [string, Uint8Array | string]>) {
+          st.add(k, v);
+        }
+      } else {
+        const rec = params as Record<string, Uint8Array | string | undefined>;
+        for (const k in rec) if (Object.hasOwn(rec, k)) st.add(k, rec[k]);
+      }
     }
-    if (dup.dupHttp !== undefined) joinOrDrop(vars, dup.dupHttp, options, sink);
-    hcl = dup.httpCl;
+    vars = st.take();
+    if (st.repeated !== undefined) {
+      for (const name of st.repeated) {
+        sink(`core: CGI variable ${name} given twice; the first value is kept`, 'warn');
+      }
+    }
+    if (st.dupHttp !== undefined) joinOrDrop(vars, st.dupHttp, options, sink);
+    hcl = st.httpCl;
   }
 
   // CONTENT_LENGTH: nginx sends "" on GET; treat empty as absent (real-servers.md).
@@ -234,11 +256,7 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
     // A RequestSignal: the AbortSignal is made when the key is first read (LAZY_SIGNAL).
     // Both through defineProperty: a keyed store of the symbol would turn the environ
     // into a slow dictionary-mode object.
-    Object.defineProperty(environ, kRequestSignal, {
-      value: signal,
-      writable: true,
-      configurable: true,
-    });
+    Object.defineProperty(environ, kRequestSignal, new SignalLink(signal));
     Object.defineProperty(environ, 'tsgi.signal', LAZY_SIGNAL);
   }
   if (options.extra) Object.assign(environ, options.extra);
@@ -259,6 +277,13 @@ export const kRequestSignal: unique symbol = Symbol.for('tsgi.requestSignal') as
  */
 export function requestSignalOf(environ: Environ): RequestSignal | undefined {
   return (environ as unknown as Record<symbol, RequestSignal | undefined>)[kRequestSignal];
+}
+
+/** SignalLink: the descriptor of kRequestSignal (writable, configurable, not enumerable); a class, not a literal per request (see CgiVars). */
+class SignalLink {
+  readonly writable = true;
+  readonly configurable = true;
+  constructor(readonly value: RequestSignal) {}
 }
 
 /**
@@ -283,60 +308,95 @@ const LAZY_SIGNAL: PropertyDescriptor = {
   configurable: true,
 };
 
-interface DupState {
-  vars: Record<string, string>;
-  dupHttp: Map<string, string[]> | undefined;
-  sink: ErrorSink;
-  /** CONTENT_LENGTH / CONTENT_TYPE seen (empty ones are never stored; see addVar). */
-  cl?: boolean;
-  ct?: boolean;
-  /** The first HTTP_CONTENT_LENGTH, kept aside for the disagreement warning (SPEC 1.6). */
-  httpCl?: string;
-}
+/**
+ * CgiVars: CGI variables collected one at a time, checked as they come, for
+ * `buildEnviron(vars, options)`, which takes them over without a copy. An adapter's codec
+ * adds each name and value as it decodes them (the SCGI and FastCGI decoders do), instead
+ * of building a list of pairs first: a `[name, value]` array per variable was a third of
+ * the garbage of a small request. The same rules as pairs given to buildEnviron: names
+ * outside `[A-Za-z_][A-Za-z0-9_.-]*` and HTTP_ names outside `HTTP_[A-Z0-9_]+` are dropped;
+ * CONTENT_LENGTH or CONTENT_TYPE twice is a 400 (thrown by `add`); an empty one counts as
+ * absent; HTTP_CONTENT_LENGTH and HTTP_CONTENT_TYPE never reach the application; a
+ * repeated HTTP_* variable follows the duplicate policy (SPEC rule 1.5) in buildEnviron;
+ * other repeats keep the first value, with a warning. Use one CgiVars for one buildEnviron.
+ */
+export class CgiVars {
+  private vars: Record<string, string> | undefined = new (
+    PlainRecord as unknown as new () => Record<string, string>
+  )();
+  /** @internal Repeated HTTP_* variables, each with all its values in order. */
+  dupHttp: Map<string, string[]> | undefined = undefined;
+  /** @internal Names other than HTTP_* given more than once (warned about by buildEnviron). */
+  repeated: string[] | undefined = undefined;
+  /** @internal The first HTTP_CONTENT_LENGTH, kept aside for the disagreement warning (SPEC 1.6). */
+  httpCl: string | undefined = undefined;
+  private cl = false;
+  private ct = false;
 
-/** addVar: one CGI variable from an adapter's params, checked (buildEnviron's copying path). */
-function addVar(st: DupState, name: string, raw: Uint8Array | string | undefined): void {
-  if (raw === undefined) return;
-  if (!isCgiName(name)) return;
-  const vars = st.vars;
-  // The content variables are settled here, not stored and deleted later: an empty one
-  // (nginx sends both on every GET) counts as absent, and HTTP_CONTENT_* never reach the
-  // app (SPEC 1.6). A `delete` of a property that is not the last one added turns the
-  // environ into a slow dictionary-mode object for the core and the app alike (measured
-  // behind nginx: buildEnviron 2.9 -> 1.7 us).
-  if (name === 'CONTENT_LENGTH' || name === 'CONTENT_TYPE') {
-    const key = name === 'CONTENT_LENGTH' ? 'cl' : 'ct';
-    if (st[key]) {
-      throw new TsgiError('ERR_CORE_DUPLICATE_VARIABLE', `core: ${name} given twice`, {
-        status: 400,
-      });
-    }
-    st[key] = true;
-    const v = toLatin1String(raw);
-    if (v !== '') vars[name] = v;
-    return;
-  }
-  if (name === 'HTTP_CONTENT_LENGTH') {
-    st.httpCl ??= toLatin1String(raw);
-    return;
-  }
-  if (name === 'HTTP_CONTENT_TYPE') return;
-  if (name.charCodeAt(0) === 72 /* H */ && name.startsWith('HTTP_')) {
-    // Header names outside [A-Za-z0-9-] were mapped by some server to something
-    // that is not a clean HTTP_ name; such variables never reach the application.
-    if (!isHttpName(name)) return;
-    if (Object.hasOwn(vars, name)) {
-      st.dupHttp ??= new Map();
-      const seen = st.dupHttp.get(name);
-      if (seen) seen.push(toLatin1String(raw));
-      else st.dupHttp.set(name, [vars[name]!, toLatin1String(raw)]);
+  /**
+   * CgiVars.add: one variable, its value as bytes or as a latin-1 string (one code point
+   * per byte). Throws TsgiError (status 400) for a second CONTENT_LENGTH or CONTENT_TYPE.
+   */
+  add(name: string, raw: Uint8Array | string | undefined): void {
+    if (raw === undefined) return;
+    if (!isCgiName(name)) return;
+    const vars = this.vars;
+    if (vars === undefined) throw taken();
+    // The content variables are settled here, not stored and deleted later: an empty one
+    // (nginx sends both on every GET) counts as absent, and HTTP_CONTENT_* never reach the
+    // app (SPEC 1.6). A `delete` of a property that is not the last one added turns the
+    // environ into a slow dictionary-mode object for the core and the app alike (measured
+    // behind nginx: buildEnviron 2.9 -> 1.7 us).
+    if (name === 'CONTENT_LENGTH' || name === 'CONTENT_TYPE') {
+      const first = name === 'CONTENT_LENGTH' ? !this.cl : !this.ct;
+      if (!first) {
+        throw new TsgiError('ERR_CORE_DUPLICATE_VARIABLE', `core: ${name} given twice`, {
+          status: 400,
+        });
+      }
+      if (name === 'CONTENT_LENGTH') this.cl = true;
+      else this.ct = true;
+      const v = toLatin1String(raw);
+      if (v !== '') vars[name] = v;
       return;
     }
-  } else if (Object.hasOwn(vars, name)) {
-    st.sink(`core: CGI variable ${name} given twice; the first value is kept`, 'warn');
-    return;
+    if (name === 'HTTP_CONTENT_LENGTH') {
+      this.httpCl ??= toLatin1String(raw);
+      return;
+    }
+    if (name === 'HTTP_CONTENT_TYPE') return;
+    if (name.charCodeAt(0) === 72 /* H */ && name.startsWith('HTTP_')) {
+      // Header names outside [A-Za-z0-9-] were mapped by some server to something
+      // that is not a clean HTTP_ name; such variables never reach the application.
+      if (!isHttpName(name)) return;
+      if (Object.hasOwn(vars, name)) {
+        this.dupHttp ??= new Map();
+        const seen = this.dupHttp.get(name);
+        if (seen) seen.push(toLatin1String(raw));
+        else this.dupHttp.set(name, [vars[name]!, toLatin1String(raw)]);
+        return;
+      }
+    } else if (Object.hasOwn(vars, name)) {
+      (this.repeated ??= []).push(name);
+      return;
+    }
+    vars[name] = toLatin1String(raw);
   }
-  vars[name] = toLatin1String(raw);
+
+  /** @internal The record, for buildEnviron (once: it becomes the environ). */
+  take(): Record<string, string> {
+    const v = this.vars;
+    if (v === undefined) throw taken();
+    this.vars = undefined;
+    return v;
+  }
+}
+
+function taken(): TsgiError {
+  return new TsgiError(
+    'ERR_CORE_VARS_TAKEN',
+    'core: this CgiVars was already given to buildEnviron',
+  );
 }
 
 /** joinOrDrop: the duplicate-header policy (SPEC rule 1.5) applied to repeated HTTP_* variables. */

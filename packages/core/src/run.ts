@@ -121,17 +121,27 @@ export function runApp(
   return new Exchange(app, environ, transport, options).run();
 }
 
-/** CoreSignal: what runApp needs of a request's signal. Reading it never creates an AbortSignal. */
+/**
+ * CoreSignal: what runApp needs of a request's signal (RequestSignal has it). Reading it
+ * never creates an AbortSignal; a listener is added and removed as itself, no remover
+ * closure per call.
+ */
 interface CoreSignal {
   readonly aborted: boolean;
   readonly reason: unknown;
-  onAbort(fn: () => void): () => void;
+  addAbortListener(fn: () => void): void;
+  removeAbortListener(fn: () => void): void;
 }
 
 function noop(): void {}
 
 /** The signal of a request whose adapter gave none: it never fires. */
-const NEVER_ABORTED: CoreSignal = { aborted: false, reason: undefined, onAbort: () => noop };
+const NEVER_ABORTED: CoreSignal = {
+  aborted: false,
+  reason: undefined,
+  addAbortListener: noop,
+  removeAbortListener: noop,
+};
 
 /** AbortSignalView: a plain AbortSignal (from an adapter or a test) seen as a CoreSignal. */
 class AbortSignalView implements CoreSignal {
@@ -145,11 +155,16 @@ class AbortSignalView implements CoreSignal {
     return this.s?.reason;
   }
 
-  onAbort(fn: () => void): () => void {
-    const s = this.s;
-    if (typeof s?.addEventListener !== 'function') return noop;
-    s.addEventListener('abort', fn, { once: true });
-    return () => s.removeEventListener('abort', fn);
+  addAbortListener(fn: () => void): void {
+    if (typeof this.s?.addEventListener === 'function') {
+      this.s.addEventListener('abort', fn, { once: true });
+    }
+  }
+
+  removeAbortListener(fn: () => void): void {
+    if (typeof this.s?.removeEventListener === 'function') {
+      this.s.removeEventListener('abort', fn);
+    }
   }
 }
 
@@ -203,8 +218,8 @@ class Exchange {
   /** Set once end() or abort() is decided: no body byte may reach the transport after it. */
   private over = false;
   private readonly signal: CoreSignal;
-  /** Removes the listener that closes a waiting body when the client goes away. */
-  private offAbort: (() => void) | undefined = undefined;
+  /** The abort listener in place (see listenForAbort), removed when the run is done. */
+  private abortListener: (() => void) | undefined = undefined;
   private writeFn: WriteFn | undefined = undefined;
   readonly startResponse: StartResponse;
 
@@ -273,27 +288,76 @@ class Exchange {
     } catch (e) {
       return this.failed(e);
     }
-    if (result instanceof Promise || this.writeChain !== undefined) {
-      return this.runAsync(result, undefined);
-    }
+    if (result instanceof Promise) return this.awaitApp(result);
+    const r = this.afterApp(result);
+    return r instanceof Promise ? r : Promise.resolve(r);
+  }
+
+  /**
+   * What follows the app's return (or its Promise's value). Arrays (the hello-world case)
+   * are walked without the async-iterator protocol and, while the transport returns no
+   * Promise, without any await; an array never waits for data, so it needs no abort
+   * listener either (the signal is checked before every chunk). A RunResult when nothing
+   * had to wait.
+   */
+  private afterApp(result: unknown): RunResult | Promise<RunResult> {
+    if (this.writeChain !== undefined) return this.runAsync(result, undefined);
     let body: Body | null;
     try {
       body = this.bodyOf(result);
     } catch (e) {
       return this.failed(e);
     }
-    // Arrays (the hello-world case) are walked without the async-iterator protocol and,
-    // while the transport returns no Promise, without any await; an array never waits
-    // for data, so it needs no abort listener either (the signal is checked before every
-    // chunk).
     if (Array.isArray(body) && typeof (body as { close?: unknown }).close !== 'function') {
       return this.runArray(body, 0);
     }
     return this.runAsync(result, body);
   }
 
+  /**
+   * Waits for an async app, but gives up when the client goes away: the transport is then
+   * released at once instead of waiting for an app that may never finish, and whatever
+   * body the app returns later is closed (SPEC rule 6.1). One Promise and two reactions,
+   * no async function: this is every async app's path.
+   */
+  private awaitApp(p: Promise<unknown>): Promise<RunResult> {
+    const signal = this.signal;
+    if (signal === NEVER_ABORTED) {
+      return p.then(
+        (v) => this.afterApp(v),
+        (e: unknown) => this.failed(e),
+      );
+    }
+    return new Promise<RunResult>((resolve) => {
+      let settled = false;
+      const onAbort = () => {
+        if (settled) return;
+        settled = true;
+        p.then(closeLate, noop);
+        resolve(this.failed(clientGone(signal)));
+      };
+      // Already gone: let a promise that has settled win first, then give up.
+      if (signal.aborted) setImmediate(onAbort);
+      else signal.addAbortListener(onAbort);
+      p.then(
+        (v) => {
+          if (settled) return;
+          settled = true;
+          signal.removeAbortListener(onAbort);
+          resolve(this.afterApp(v));
+        },
+        (e: unknown) => {
+          if (settled) return;
+          settled = true;
+          signal.removeAbortListener(onAbort);
+          resolve(this.failed(e));
+        },
+      );
+    });
+  }
+
   /** The synchronous path for an array body, from chunk `from` on. */
-  private runArray(body: readonly unknown[], from: number): Promise<RunResult> {
+  private runArray(body: readonly unknown[], from: number): RunResult | Promise<RunResult> {
     let r: RunResult | Promise<RunResult>;
     try {
       for (let i = from; i < body.length; i++) {
@@ -306,7 +370,7 @@ class Exchange {
     }
     if (r instanceof Promise) return this.settle(r);
     this.done();
-    return Promise.resolve(r);
+    return r;
   }
 
   private async resumeArray(
@@ -345,33 +409,30 @@ class Exchange {
 
   private done(): void {
     this.finished = true;
-    const off = this.offAbort;
-    if (off !== undefined) {
-      this.offAbort = undefined;
-      off();
+    const fn = this.abortListener;
+    if (fn !== undefined) {
+      this.abortListener = undefined;
+      this.signal.removeAbortListener(fn);
     }
   }
 
   /**
-   * The asynchronous path: an async app, write() calls, or a body that is not a plain
-   * array. `body` is undefined when it is still to be found from `result`.
+   * The asynchronous path: write() calls, or a body that is not a plain array. `result`
+   * is what the app returned (an async app's value); `body` is undefined when it is still
+   * to be found from `result`.
    */
   private async runAsync(result: unknown, body: Body | null | undefined): Promise<RunResult> {
     try {
-      try {
-        if (result instanceof Promise) result = await this.untilAbort(result);
-      } catch (e) {
-        return await this.fail(e);
-      }
       try {
         if (this.writeChain !== undefined) await this.settleWrites();
         if (body === undefined) body = this.bodyOf(result);
         // The abort listener closes a body that is waiting for data (a stream, a generator
         // awaiting something) as soon as the client goes away. An array body never waits.
         if (body !== null && !Array.isArray(body)) {
-          this.offAbort = this.signal.onAbort(() => {
+          this.abortListener = () => {
             void this.closeBody();
-          });
+          };
+          this.signal.addAbortListener(this.abortListener);
         }
         const it = this.iterate(body);
         if (it !== undefined) await it;
@@ -385,43 +446,6 @@ class Exchange {
     } finally {
       this.done();
     }
-  }
-
-  /**
-   * Awaits an async app, but gives up when the client goes away: the transport is then
-   * released at once instead of waiting for an app that may never finish, and whatever
-   * body the app returns later is closed (SPEC rule 6.1).
-   */
-  private untilAbort(p: Promise<unknown>): Promise<unknown> {
-    const signal = this.signal;
-    if (signal === NEVER_ABORTED) return p;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      let off: (() => void) | undefined;
-      const onAbort = () => {
-        if (settled) return;
-        settled = true;
-        reject(clientGone(signal));
-        p.then(closeLate, () => undefined);
-      };
-      // Already gone: let a promise that has settled win first, then give up.
-      if (signal.aborted) setImmediate(onAbort);
-      else off = signal.onAbort(onAbort);
-      p.then(
-        (v) => {
-          if (settled) return;
-          settled = true;
-          off?.();
-          resolve(v);
-        },
-        (e) => {
-          if (settled) return;
-          settled = true;
-          off?.();
-          reject(e);
-        },
-      );
-    });
   }
 
   /** The body to iterate, after telling the two return styles apart (SPEC rule 3.2). */

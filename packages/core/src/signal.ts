@@ -10,8 +10,12 @@ export class RequestSignal {
   private aborted_ = false;
   private reason_: unknown = undefined;
   private controller: AbortController | undefined = undefined;
-  /** Listeners added through onAbort; undefined until the first, as most requests add none. */
-  private listeners: Set<() => void> | undefined = undefined;
+  /**
+   * Listeners: the first in a field, more in an array; most requests have none or one
+   * (the core's, while an async app runs), and a Set per request was measurable garbage.
+   */
+  private first: (() => void) | undefined = undefined;
+  private more: Array<() => void> | undefined = undefined;
 
   /** RequestSignal.aborted: whether abort() was called. */
   get aborted(): boolean {
@@ -42,19 +46,12 @@ export class RequestSignal {
     this.reason_ =
       reason === undefined ? new DOMException('This operation was aborted', 'AbortError') : reason;
     this.controller?.abort(this.reason_);
-    const ls = this.listeners;
-    if (ls === undefined) return;
-    this.listeners = undefined;
-    for (const fn of ls) {
-      try {
-        fn();
-      } catch (e) {
-        // As an EventTarget listener would: reported, not thrown into the adapter.
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
-    }
+    const first = this.first;
+    const more = this.more;
+    this.first = undefined;
+    this.more = undefined;
+    if (first !== undefined) call(first);
+    if (more !== undefined) for (const fn of more) call(fn);
   }
 
   /**
@@ -66,11 +63,43 @@ export class RequestSignal {
     // A fresh wrapper per call, so adding the same function twice gives two calls and two
     // independent removers.
     const once = () => fn();
-    this.listeners ??= new Set();
-    this.listeners.add(once);
-    return () => {
-      this.listeners?.delete(once);
-    };
+    this.addAbortListener(once);
+    return () => this.removeAbortListener(once);
+  }
+
+  /**
+   * RequestSignal.addAbortListener: calls `fn` once when abort() is called (never if it
+   * already was). Unlike `onAbort` it allocates nothing for the first listener; remove it
+   * with `removeAbortListener(fn)` (the same function: add a function once).
+   */
+  addAbortListener(fn: () => void): void {
+    if (this.aborted_) return;
+    // The field only while nothing waits in the array, so listeners run in the order added.
+    if (this.first === undefined && this.more === undefined) this.first = fn;
+    else (this.more ??= []).push(fn);
+  }
+
+  /** RequestSignal.removeAbortListener: removes `fn` added with `addAbortListener`. */
+  removeAbortListener(fn: () => void): void {
+    if (this.first === fn) {
+      this.first = undefined;
+      return;
+    }
+    const more = this.more;
+    if (more === undefined) return;
+    const i = more.indexOf(fn);
+    if (i >= 0) more.splice(i, 1);
+  }
+}
+
+/** Runs a listener; one that throws is reported as an EventTarget listener's would be, not thrown into the adapter. */
+function call(fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    queueMicrotask(() => {
+      throw e;
+    });
   }
 }
 

@@ -4,6 +4,7 @@ import { Buffer } from 'node:buffer';
 import {
   buildEnviron,
   type CgiParams,
+  CgiVars,
   type ErrorSink,
   httpHeadersToCgi,
   Input,
@@ -749,5 +750,62 @@ describe('tsgi.errors [2.11]', () => {
     errors.flush();
     expect(log[2]).toEqual({ level: 'error', text: 'more' });
     expect(log.length).toBe(3);
+  });
+});
+
+describe('CgiVars: variables added one at a time [1.5] [1.6]', () => {
+  const strings = (e: Record<string, unknown>) =>
+    Object.entries(e).filter(([k, v]) => typeof v === 'string' || k === 'tsgi.uri_encoding');
+
+  it('[1.5] [1.6] gives the environ, warnings included, that the same pairs give', () => {
+    const pairs: Array<[string, string]> = [
+      ['CONTENT_LENGTH', '5'],
+      ['CONTENT_TYPE', ''],
+      ['REQUEST_METHOD', 'POST'],
+      ['REQUEST_URI', '/caf\u00e9?a=1'],
+      ['SERVER_SOFTWARE', 'nginx/1.22.1'],
+      ['HTTP_CONTENT_LENGTH', '6'],
+      ['HTTP_CONTENT_TYPE', 'text/plain'],
+      ['HTTP_COOKIE', 'a=1'],
+      ['HTTP_COOKIE', 'b=2'],
+      ['HTTP_X-BAD', 'dropped'],
+      ['1BAD', 'dropped'],
+      ['REMOTE_ADDR', '192.0.2.1'],
+      ['REMOTE_ADDR', '192.0.2.2'],
+    ];
+    const a = logger();
+    const fromPairs = buildEnviron(pairs, { errors: a.sink });
+    const b = logger();
+    const vars = new CgiVars();
+    for (const [k, v] of pairs) vars.add(k, v);
+    const fromVars = buildEnviron(vars, { errors: b.sink });
+    expect(strings(fromVars)).toEqual(strings(fromPairs));
+    expect(fromVars.HTTP_COOKIE).toBe('a=1; b=2');
+    expect(fromVars.REMOTE_ADDR).toBe('192.0.2.1');
+    expect(Object.hasOwn(fromVars, 'CONTENT_TYPE')).toBe(false);
+    expect(b.log).toEqual(a.log);
+    expect(b.log.map((l) => l.text)).toEqual([
+      'core: CGI variable REMOTE_ADDR given twice; the first value is kept',
+      'core: CONTENT_LENGTH 5 disagrees with the Content-Length header 6; trusting CONTENT_LENGTH (nginx scgi_request_buffering off bug?)',
+    ]);
+  });
+
+  it('[1.6] add refuses a second CONTENT_TYPE at once (400); a CgiVars serves one buildEnviron', () => {
+    const vars = new CgiVars();
+    vars.add('CONTENT_TYPE', 'text/plain');
+    const e = thrown(() => vars.add('CONTENT_TYPE', 'text/html'));
+    expect(e.code).toBe('ERR_CORE_DUPLICATE_VARIABLE');
+    expect(e.status).toBe(400);
+    const ok = new CgiVars();
+    ok.add('REQUEST_METHOD', 'GET');
+    expect(env(ok).REQUEST_METHOD).toBe('GET');
+    expect(thrown(() => env(ok)).code).toBe('ERR_CORE_VARS_TAKEN');
+    expect(thrown(() => ok.add('A', 'b')).code).toBe('ERR_CORE_VARS_TAKEN');
+  });
+
+  it('makes a plain object: Object.prototype, constructor Object', () => {
+    const e = env([['REQUEST_METHOD', 'GET']]);
+    expect(Object.getPrototypeOf(e)).toBe(Object.prototype);
+    expect(e.constructor).toBe(Object);
   });
 });

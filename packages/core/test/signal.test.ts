@@ -24,6 +24,25 @@ describe('RequestSignal', () => {
     expect((seen[0] as DOMException).name).toBe('AbortError');
   });
 
+  it('addAbortListener: in the order added across the field and the array, removable, none after the abort', () => {
+    const s = new RequestSignal();
+    const calls: string[] = [];
+    const a = () => calls.push('a');
+    const b = () => calls.push('b');
+    const c = () => calls.push('c');
+    const d = () => calls.push('d');
+    s.addAbortListener(a);
+    s.addAbortListener(b);
+    s.removeAbortListener(a);
+    s.addAbortListener(c); // after b, though a's place is free
+    s.addAbortListener(d);
+    s.removeAbortListener(d);
+    s.abort();
+    s.addAbortListener(a);
+    s.abort();
+    expect(calls).toEqual(['b', 'c']);
+  });
+
   it('onAbort: once, in order, removable, never after the abort; a throwing listener does not stop the rest', () => {
     const s = new RequestSignal();
     const calls: string[] = [];

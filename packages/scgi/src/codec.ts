@@ -35,6 +35,9 @@ export const MAX_CONTENT_LENGTH_DIGITS = 15;
 /** The smallest valid block: `CONTENT_LENGTH\0` `0\0` `SCGI\0` `1\0`. */
 const MIN_BLOCK = 24;
 
+/** The rest of a chunk that ended with the netstring (a GET): one shared empty view. */
+const EMPTY = new Uint8Array(0);
+
 const COLON = 0x3a;
 const COMMA = 0x2c;
 const ZERO = 0x30;
@@ -55,6 +58,14 @@ export interface NetstringFramerOptions {
    * before any of the block is buffered. Default 64 KiB (`DEFAULT_MAX_HEADER_BYTES`).
    */
   maxHeaderBytes?: number;
+}
+
+/** A NetstringFrame (a class, not a literal: see CgiVars in the core on literals per request). */
+class Frame implements NetstringFrame {
+  constructor(
+    readonly block: Uint8Array,
+    readonly rest: Uint8Array,
+  ) {}
 }
 
 // Framer states (plain numbers: a const enum does not survive isolatedModules builds everywhere).
@@ -207,7 +218,7 @@ export class NetstringFramer {
         const block = this.block!;
         this.block = undefined;
         this.buf = undefined;
-        return { block, rest: chunk.subarray(i) };
+        return new Frame(block, i === n ? EMPTY : chunk.subarray(i));
       }
     }
     return undefined;
@@ -269,6 +280,34 @@ export interface ScgiHeaders {
  * order. Throws TsgiError `ERR_SCGI_*` with status 400.
  */
 export function decodeHeaders(block: Uint8Array): ScgiHeaders {
+  const pairs = new PairList();
+  const contentLength = decodeHeadersInto(block, pairs);
+  return { params: pairs.params, contentLength };
+}
+
+/**
+ * ScgiHeaderTarget: where `decodeHeadersInto` puts each header: the core's `CgiVars` (what
+ * the adapter uses: no list of pairs in between) or anything with an `add`.
+ */
+export interface ScgiHeaderTarget {
+  add(name: string, value: string): void;
+}
+
+/** PairList: collects the pairs decodeHeaders returns. */
+class PairList implements ScgiHeaderTarget {
+  readonly params: Array<[string, string]> = [];
+  add(name: string, value: string): void {
+    this.params.push([name, value]);
+  }
+}
+
+/**
+ * decodeHeadersInto: `decodeHeaders` that hands each header, in wire order, to
+ * `target.add(name, value)` instead of returning a list, and returns CONTENT_LENGTH. The
+ * same rules and errors; an error thrown by `target.add` (the core's CgiVars refuses a
+ * second CONTENT_TYPE) propagates.
+ */
+export function decodeHeadersInto(block: Uint8Array, target: ScgiHeaderTarget): number {
   const b = Buffer.isBuffer(block)
     ? block
     : Buffer.from(block.buffer, block.byteOffset, block.byteLength);
@@ -286,7 +325,6 @@ export function decodeHeaders(block: Uint8Array): ScgiHeaders {
     );
   }
   const s = b.toString('latin1');
-  const params: Array<[string, string]> = [];
   let contentLength = -1;
   let sawScgi = false;
   let pos = 0;
@@ -322,11 +360,11 @@ export function decodeHeaders(block: Uint8Array): ScgiHeaders {
       }
       sawScgi = true;
     }
-    params.push([name, value]);
+    target.add(name, value);
     pos = valEnd + 1;
   }
   if (!sawScgi) bad('ERR_SCGI_MISSING_SCGI', 'scgi: the SCGI header (value "1") is missing');
-  return { params, contentLength };
+  return contentLength;
 }
 
 /** CONTENT_LENGTH's value: 1..15 ASCII digits, nothing else (no sign, no spaces). */

@@ -7,18 +7,21 @@ import {
   type Application,
   type ByteSource,
   buildEnviron,
+  CgiVars,
   createLogSink,
+  type EnvironOptions,
   type ErrorSink,
   isTsgiError,
   RequestSignal,
   type ResponseHead,
+  type RunOptions,
   runApp,
   serializeCgiHead,
   statusLine,
   type Transport,
   TsgiError,
 } from '@tsgi/core';
-import { checkMaxHeaderBytes, decodeHeaders, NetstringFramer } from './codec.js';
+import { checkMaxHeaderBytes, decodeHeadersInto, NetstringFramer } from './codec.js';
 
 /** ScgiConnectionOptions: per-connection settings shared by `handleScgiConnection` and `serveScgi`. */
 export interface ScgiConnectionOptions {
@@ -107,13 +110,19 @@ export class ScgiConnection {
   private socketClosed = false;
   /** The app's run (runApp) is over, or never started. */
   private runSettled = true;
-  /** Callbacks for when the socket has closed and the run is over (see whenDone). */
+  /** Callbacks for when the socket has closed and the run is over (see whenDone): the first, then more. */
+  private doneHook: (() => void) | undefined;
   private doneHooks: Array<() => void> | undefined;
   private donePromise: Promise<void> | undefined;
   private closedPromise: Promise<void> | undefined;
-  private drainWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
-  /** Response bytes gathered for one write (see queue). */
-  private out: Uint8Array[] = [];
+  private drainWaiters: Array<{ resolve(): void; reject(e: Error): void }> | undefined;
+  /**
+   * Response bytes gathered for one write (see queue): two fields, an array only past two
+   * pieces, as most responses are a head and one chunk.
+   */
+  private out0: Uint8Array | undefined;
+  private out1: Uint8Array | undefined;
+  private outMore: Uint8Array[] | undefined;
   private outBytes = 0;
   private flushQueued = false;
   /** The socket's last write returned false: writes wait for 'drain'. */
@@ -162,7 +171,8 @@ export class ScgiConnection {
           'warn',
         );
       }, t);
-      this.headerTimer.unref?.();
+      // Not unref'd: the open socket keeps the event loop alive anyway, and the timer is
+      // cleared when the header is complete or the socket closes (one call less per request).
     }
   }
 
@@ -200,15 +210,18 @@ export class ScgiConnection {
       queueMicrotask(fn);
       return;
     }
-    (this.doneHooks ??= []).push(fn);
+    if (this.doneHook === undefined && this.doneHooks === undefined) this.doneHook = fn;
+    else (this.doneHooks ??= []).push(fn);
   }
 
   private checkDone() {
     if (!this.socketClosed || !this.runSettled) return;
+    const first = this.doneHook;
     const hooks = this.doneHooks;
-    if (hooks === undefined) return;
+    this.doneHook = undefined;
     this.doneHooks = undefined;
-    for (const fn of hooks) fn();
+    first?.();
+    if (hooks !== undefined) for (const fn of hooks) fn();
   }
 
   /** ScgiConnection.phase: where the connection is (used by `serveScgi` for a graceful close). */
@@ -280,21 +293,25 @@ export class ScgiConnection {
     // trace on every close was 4 % of a hello-world profile.
     if (!this.finished) this.goAway(this.goneError());
     if (this.body?.open) this.body.onFailure(this.goneError());
-    for (const w of this.drainWaiters.splice(0)) w.reject(this.goneError());
+    const waiters = this.drainWaiters;
+    this.drainWaiters = undefined;
+    if (waiters !== undefined) for (const w of waiters) w.reject(this.goneError());
     // What the connection no longer needs: a closed socket can stay in the young generation
     // for a while (Node releases its handle after the close), and what it holds would be
     // copied and promoted with it. The body source stays with tsgi.input, which has seen
     // its end or failure.
     this.body = undefined;
     this.lingerTimer = undefined;
-    this.out = [];
+    this.out0 = this.out1 = this.outMore = undefined;
     this.resolveClosed?.();
     this.checkDone();
   };
 
   private readonly onDrain = () => {
     this.needDrain = false;
-    for (const w of this.drainWaiters.splice(0)) w.resolve();
+    const waiters = this.drainWaiters;
+    this.drainWaiters = undefined;
+    if (waiters !== undefined) for (const w of waiters) w.resolve();
   };
 
   private goneError(): Error {
@@ -320,12 +337,17 @@ export class ScgiConnection {
   private start(block: Uint8Array, rest: Uint8Array) {
     this.clearHeaderTimer();
     this.phase_ = 'running';
-    let params: Array<[string, string]>;
+    // Decoded straight into the core's CgiVars: no list of pairs in between. Object and
+    // array literals are avoided on this path (classes instead): behind a busy server V8's
+    // allocation-site feedback for a literal made per request promoted the requests in
+    // flight to the old generation (docs/bench/scgi.md).
+    const vars = new CgiVars();
     let contentLength: number;
     try {
-      ({ params, contentLength } = decodeHeaders(block));
+      contentLength = decodeHeadersInto(block, vars);
     } catch (e) {
-      this.reject(e, 'error');
+      // A second CONTENT_TYPE (the core's rule) is the client's request, not a broken peer.
+      this.reject(e, isTsgiError(e) && e.code.startsWith('ERR_CORE_') ? 'warn' : 'error');
       return;
     }
     // Backpressure from here on: nothing more is read until the app asks for body bytes.
@@ -334,32 +356,18 @@ export class ScgiConnection {
     this.body = new BodySource(this.socket, contentLength, rest);
     let environ: ReturnType<typeof buildEnviron>;
     try {
-      environ = buildEnviron(params, {
-        input: this.body,
-        signal: this.rsignal,
-        errors: this.sink,
-        mount: this.options.mount,
-        uriEncoding: this.options.uriEncoding,
-        maxBodyBytes: this.options.maxBodyBytes,
-        urlScheme: this.options.urlScheme,
-        multithread: false,
-        multiprocess: this.options.multiprocess ?? false,
-        runOnce: false,
-        extra: this.options.extra,
-      });
+      environ = buildEnviron(
+        vars,
+        new RequestEnvironOptions(this.options, this.body, this.rsignal, this.sink),
+      );
     } catch (e) {
-      // 400 (a duplicate CONTENT_TYPE, ...) or 413 (maxBodyBytes): nothing was read yet.
+      // 400 (a bad CONTENT_LENGTH, ...) or 413 (maxBodyBytes): nothing was read yet.
       this.body.discard();
       this.reject(e, 'warn');
       return;
     }
     this.runSettled = false;
-    runApp(this.app, environ, this.transport(), {
-      mapHeadToGet: this.options.mapHeadToGet,
-      // CGI-style backends send the HEAD body; the front server strips it (SPEC rule 8.2).
-      headBody: 'send',
-      log: this.sink,
-    }).then(
+    runApp(this.app, environ, new TransportBox(this), runOptionsFor(this.options, this.sink)).then(
       () => {
         this.runSettled = true;
         this.checkDone();
@@ -374,33 +382,36 @@ export class ScgiConnection {
     );
   }
 
-  private transport(): Transport {
-    return {
-      sendHead: (head: ResponseHead) => {
-        this.checkOpen();
-        this.wrote = true;
-        this.queue(serializeCgiHead(head));
-      },
-      write: (chunk: Uint8Array) => {
-        this.checkOpen();
-        this.queue(chunk);
-        if (this.outBytes >= FLUSH_BYTES) this.flush();
-        if (!this.needDrain) return;
-        return new Promise<void>((resolve, reject) => {
-          this.drainWaiters.push({ resolve, reject });
-        });
-      },
-      end: () => {
-        this.checkOpen();
-        this.finished = true;
-        this.closeGracefully();
-      },
-      abort: () => {
-        this.finished = true;
-        this.flush();
-        this.reset();
-      },
-    };
+  /** @internal The Transport's sendHead (TransportBox). */
+  sendHead_(head: ResponseHead): void {
+    this.checkOpen();
+    this.wrote = true;
+    this.queue(serializeCgiHead(head));
+  }
+
+  /** @internal The Transport's write (TransportBox). */
+  write_(chunk: Uint8Array): Promise<void> | undefined {
+    this.checkOpen();
+    this.queue(chunk);
+    if (this.outBytes >= FLUSH_BYTES) this.flush();
+    if (!this.needDrain) return;
+    return new Promise<void>((resolve, reject) => {
+      (this.drainWaiters ??= []).push({ resolve, reject });
+    });
+  }
+
+  /** @internal The Transport's end (TransportBox). */
+  end_(): void {
+    this.checkOpen();
+    this.finished = true;
+    this.closeGracefully();
+  }
+
+  /** @internal The Transport's abort (TransportBox). */
+  abort_(): void {
+    this.finished = true;
+    this.flush();
+    this.reset();
   }
 
   /**
@@ -410,7 +421,9 @@ export class ScgiConnection {
    * write and one shutdown, as a hand-written responder would do it.
    */
   private queue(bytes: Uint8Array) {
-    this.out.push(bytes);
+    if (this.out0 === undefined) this.out0 = bytes;
+    else if (this.out1 === undefined) this.out1 = bytes;
+    else (this.outMore ??= []).push(bytes);
     this.outBytes += bytes.length;
     if (this.flushQueued) return;
     this.flushQueued = true;
@@ -425,18 +438,21 @@ export class ScgiConnection {
 
   /** Sends the gathered bytes (several in one writev); notes when the socket wants a drain. */
   private flush() {
-    const out = this.out;
-    if (out.length === 0) return;
-    this.out = [];
+    const a = this.out0;
+    if (a === undefined) return;
+    const b = this.out1;
+    const more = this.outMore;
+    this.out0 = this.out1 = this.outMore = undefined;
     this.outBytes = 0;
     const socket = this.socket;
     if (socket.destroyed || socket.writableEnded) return;
     let ok: boolean;
-    if (out.length === 1) ok = socket.write(out[0]!);
+    if (b === undefined) ok = socket.write(a);
     else {
       socket.cork();
-      ok = true;
-      for (const b of out) ok = socket.write(b);
+      socket.write(a);
+      ok = socket.write(b);
+      if (more !== undefined) for (const c of more) ok = socket.write(c);
       socket.uncork();
     }
     if (!ok) this.waitForDrain();
@@ -464,23 +480,38 @@ export class ScgiConnection {
     this.body?.discard();
     // What is still gathered leaves with the FIN: one piece, or small pieces joined
     // (one write instead of a writev), or larger ones corked into one writev.
-    const out = this.out;
+    const a = this.out0;
+    const b = this.out1;
+    const more = this.outMore;
     const bytes = this.outBytes;
-    this.out = [];
+    this.out0 = this.out1 = this.outMore = undefined;
     this.outBytes = 0;
     const socket = this.socket;
-    if (out.length === 0 || socket.destroyed || socket.writableEnded) socket.end();
-    else if (out.length === 1) socket.end(out[0]);
-    else if (bytes <= FLUSH_BYTES) socket.end(Buffer.concat(out, bytes));
-    else {
+    if (a === undefined || socket.destroyed || socket.writableEnded) socket.end();
+    else if (b === undefined) socket.end(a);
+    else if (bytes <= FLUSH_BYTES) {
+      const joined = Buffer.allocUnsafe(bytes);
+      joined.set(a, 0);
+      joined.set(b, a.length);
+      let at = a.length + b.length;
+      if (more !== undefined) {
+        for (const c of more) {
+          joined.set(c, at);
+          at += c.length;
+        }
+      }
+      socket.end(joined);
+    } else {
       socket.cork();
-      for (const b of out) socket.write(b);
+      socket.write(a);
+      socket.write(b);
+      if (more !== undefined) for (const c of more) socket.write(c);
       socket.end();
     }
     socket.resume();
     const t = this.options.lingerMs ?? DEFAULT_LINGER_MS;
+    // Not unref'd, as the header timer: onClose clears it.
     this.lingerTimer = setTimeout(() => this.socket.destroy(), t);
-    this.lingerTimer.unref?.();
   }
 
   /** Ends the connection with a TCP reset where the socket supports it (net.Socket does). */
@@ -529,6 +560,61 @@ export class ScgiConnection {
     this.socket.write(Buffer.concat([serializeCgiHead(head), text]));
     this.closeGracefully();
   }
+}
+
+/** TransportBox: the request's Transport over its connection (a class: no literal per request). */
+class TransportBox implements Transport {
+  constructor(private readonly c: ScgiConnection) {}
+  sendHead(head: ResponseHead): void {
+    this.c.sendHead_(head);
+  }
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    return this.c.write_(chunk);
+  }
+  end(): void {
+    this.c.end_();
+  }
+  abort(): void {
+    this.c.abort_();
+  }
+}
+
+/** RequestEnvironOptions: buildEnviron's options for one request (a class: no literal per request). */
+class RequestEnvironOptions implements EnvironOptions {
+  readonly mount: string | undefined;
+  readonly uriEncoding: string | undefined;
+  readonly maxBodyBytes: number | undefined;
+  readonly urlScheme: 'http' | 'https' | undefined;
+  readonly multithread = false;
+  readonly multiprocess: boolean;
+  readonly runOnce = false;
+  readonly extra: Record<string, unknown> | undefined;
+
+  constructor(
+    o: ScgiConnectionOptions,
+    readonly input: BodySource,
+    readonly signal: RequestSignal,
+    readonly errors: ErrorSink,
+  ) {
+    this.mount = o.mount;
+    this.uriEncoding = o.uriEncoding;
+    this.maxBodyBytes = o.maxBodyBytes;
+    this.urlScheme = o.urlScheme;
+    this.multiprocess = o.multiprocess ?? false;
+    this.extra = o.extra;
+  }
+}
+
+/** runApp's options, made once per connection options object (serveScgi shares one) and sink. */
+const runOptionsCache = new WeakMap<ScgiConnectionOptions, RunOptions>();
+function runOptionsFor(o: ScgiConnectionOptions, log: ErrorSink): RunOptions {
+  let r = runOptionsCache.get(o);
+  if (r === undefined || r.log !== log) {
+    // CGI-style backends send the HEAD body; the front server strips it (SPEC rule 8.2).
+    r = { mapHeadToGet: o.mapHeadToGet, headBody: 'send', log };
+    runOptionsCache.set(o, r);
+  }
+  return r;
 }
 
 /**

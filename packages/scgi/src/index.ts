@@ -4,12 +4,14 @@
 export {
   DEFAULT_MAX_HEADER_BYTES,
   decodeHeaders,
+  decodeHeadersInto,
   MAX_CONTENT_LENGTH_DIGITS,
   MAX_HEADER_BYTES_LIMIT,
   type NetstringFrame,
   NetstringFramer,
   type NetstringFramerOptions,
   type ScgiHeaders,
+  type ScgiHeaderTarget,
 } from './codec.js';
 export {
   handleScgiConnection,

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_MAX_HEADER_BYTES,
   decodeHeaders,
+  decodeHeadersInto,
   NetstringFramer,
   type NetstringFramerOptions,
 } from '../src/codec.js';
@@ -548,5 +549,46 @@ describe('rejections', () => {
     expect(() => decodeHeaders(new Uint8Array(0))).toThrow(
       'scgi: CONTENT_LENGTH must be the first header, got nothing',
     );
+  });
+});
+
+describe('decodeHeadersInto', () => {
+  it('hands over the pairs decodeHeaders returns, in wire order, and returns CONTENT_LENGTH', () => {
+    const block = encodeHeaders([
+      ['CONTENT_LENGTH', '12'],
+      ['SCGI', '1'],
+      ['HTTP_X_A', 'caf\u00e9'],
+      ['HTTP_X_A', ''],
+      ['X', '\u00ff\u0080'],
+    ]).subarray(0);
+    const inner = block.subarray(block.indexOf(0x3a) + 1, block.length - 1);
+    const got: Array<[string, string]> = [];
+    const n = decodeHeadersInto(inner, { add: (k, v) => got.push([k, v]) });
+    expect(n).toBe(12);
+    expect(got).toEqual(decodeHeaders(inner).params);
+    expect(got[4]).toEqual(['X', '\u00ff\u0080']);
+  });
+
+  it('an error thrown by the target propagates; decoding stops there', () => {
+    const inner = (b: Buffer) => b.subarray(b.indexOf(0x3a) + 1, b.length - 1);
+    const block = inner(
+      encodeHeaders([
+        ['CONTENT_LENGTH', '0'],
+        ['SCGI', '1'],
+        ['A', 'b'],
+        ['C', 'd'],
+      ]),
+    );
+    const seen: string[] = [];
+    const boom = new Error('refused');
+    expect(() =>
+      decodeHeadersInto(block, {
+        add: (k) => {
+          seen.push(k);
+          if (k === 'A') throw boom;
+        },
+      }),
+    ).toThrow(boom);
+    expect(seen).toEqual(['CONTENT_LENGTH', 'SCGI', 'A']);
   });
 });
