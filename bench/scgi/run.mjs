@@ -267,7 +267,7 @@ try {
     if (!existsSync(dist))
       out('\ndecode: packages/scgi/dist is missing (pnpm run build); not measured');
     else {
-      const { decodeHeaders } = await import(pathToFileURL(dist).href);
+      const { decodeHeaders, decodeHeadersInto } = await import(pathToFileURL(dist).href);
       const core = await import(pathToFileURL(join(root, 'packages/core/dist/index.js')).href);
       // What nginx sends for wrk's request (Debian scgi_params), and a browser-like request.
       const nginxWrk = [
@@ -328,16 +328,16 @@ try {
       ]) {
         const block = Buffer.from(pairs.map(([k, v]) => `${k}\0${v}\0`).join(''), 'latin1');
         const d = time(decodeHeaders, block);
-        // As the adapter calls it: a lone empty CONTENT_TYPE is left out (the core would
-        // delete it from the environ, which makes the environ a slow dictionary object).
-        const asAdapter = (params) => {
-          const i = params.findIndex(([n]) => n === 'CONTENT_TYPE');
-          if (i < 0 || params[i][1] !== '') return params;
-          if (params.findIndex(([n], k) => k > i && n === 'CONTENT_TYPE') >= 0) return params;
-          return params.filter((_, k) => k !== i);
-        };
+        // As the adapter calls them: decoded straight into the core's CgiVars, then the
+        // environ (an older build without decodeHeadersInto: through the list of pairs).
         const e = time(
-          (b) => core.buildEnviron(asAdapter(decodeHeaders(b).params), { errors: quiet }),
+          decodeHeadersInto && core.CgiVars
+            ? (b) => {
+                const vars = new core.CgiVars();
+                decodeHeadersInto(b, vars);
+                return core.buildEnviron(vars, { errors: quiet });
+              }
+            : (b) => core.buildEnviron(decodeHeaders(b).params, { errors: quiet }),
           block,
         );
         json.decode[label] = {
