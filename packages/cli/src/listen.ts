@@ -2,7 +2,13 @@
 // its mode and owner, or a listening socket inherited on a file descriptor (fd 0, left by
 // spawn-fcgi, fcgiwrap-style supervisors, Apache mod_fcgid or lighttpd's bin-path).
 // Nothing here imports node:net: the adapter does, once `serve` runs.
-import { type ErrorSink, isTsgiError, TsgiError } from '@tsgi/core';
+import {
+  type SocketListen as CoreSocketListen,
+  type ErrorSink,
+  isStaleSocket,
+  isTsgiError,
+  TsgiError,
+} from '@tsgi/core';
 import { fs } from './builtins.js';
 import type { CommandOption, CommandOptions, Serving, SharedOptions } from './command.js';
 import { type Listen, parseCount, parseListen } from './values.js';
@@ -310,27 +316,11 @@ export function quietUntilListening(
 export async function removeStaleSocket(plan: SocketPlan): Promise<void> {
   const listen = plan.listen;
   if (listen === undefined || !('path' in listen)) return;
-  const { path } = listen;
+  if (!(await isStaleSocket(listen.path))) return;
   try {
-    if (!fs.lstatSync(path).isSocket()) return;
+    fs.unlinkSync(listen.path);
   } catch {
-    return;
-  }
-  const net = process.getBuiltinModule('node:net');
-  const stale = await new Promise<boolean>((resolve) => {
-    const probe = net.connect({ path });
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(false);
-    });
-    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
-  });
-  if (stale) {
-    try {
-      fs.unlinkSync(path);
-    } catch {
-      // Gone already, or not ours to remove: the listen says so.
-    }
+    // Gone already, or not ours to remove: the listen says so.
   }
 }
 
@@ -340,11 +330,8 @@ export interface SocketServer {
   close(options?: { timeoutMs?: number }): Promise<void>;
 }
 
-/** The adapter's listen option: a SocketListen with the mode folded in for a path. */
-export type AdapterListen =
-  | { host: string; port: number }
-  | { path: string; mode?: number }
-  | { fd: number };
+/** The adapter's listen option (the core's SocketListen), the mode folded in for a path. */
+export type AdapterListen = CoreSocketListen;
 
 /** Listening failures that mean "fd 0 was not a listening socket after all". */
 const NOT_LISTENING = new Set(['EINVAL', 'ENOTSOCK', 'EBADF', 'EOPNOTSUPP', 'ENOTSUP']);

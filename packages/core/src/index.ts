@@ -16,6 +16,12 @@ export {
   percentEncodePath,
 } from './latin1.js';
 export {
+  isStaleSocket,
+  type ListenServerOptions,
+  listenServer,
+  type SocketListen,
+} from './listen.js';
+export {
   type HttpHeadersResult,
   httpHeadersToCgi,
   type RequestLine,

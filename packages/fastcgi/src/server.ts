@@ -1,9 +1,15 @@
 // The FastCGI listener: the only file of @tsgi/fastcgi that imports node:net. Each accepted
 // socket is adapted to FastcgiIO and handed to a FastcgiConnection (connection.ts), which
 // serves its requests. Section numbers are the FastCGI 1.0 specification's (see codec.ts).
-import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
-import { type Application, createLogSink, type ErrorSink, TsgiError } from '@tsgi/core';
+import {
+  type Application,
+  createLogSink,
+  type ErrorSink,
+  listenServer,
+  type SocketListen,
+  TsgiError,
+} from '@tsgi/core';
 import { checkParamsLimits } from './codec.js';
 import {
   DEFAULT_MAX_CONNECTIONS,
@@ -22,10 +28,7 @@ import {
  * group); `{ fd: 0 }` for the listening socket a web server or spawn-fcgi leaves on
  * FCGI_LISTENSOCK_FILENO (S2.2).
  */
-export type FastcgiListen =
-  | { host?: string; port: number }
-  | { path: string; mode?: number }
-  | { fd: number };
+export type FastcgiListen = SocketListen;
 
 /** FastcgiServerOptions: `createFastcgiServer`'s settings (and every connection's). */
 export interface FastcgiServerOptions extends FastcgiConnectionOptions {
@@ -239,20 +242,9 @@ export function createFastcgiServer(
     netServer: server,
     handle,
     async listen(listen: FastcgiListen) {
-      if ('path' in listen) {
-        socketPath = listen.path;
-        await listenOnPath(server, listen.path, options.backlog);
-        if (listen.mode !== undefined) await chmod(listen.path, listen.mode);
-      } else if ('fd' in listen) {
-        // S2.2: the web server leaves a listening socket on FCGI_LISTENSOCK_FILENO (0).
-        await listenOn(server, { fd: listen.fd }, options.backlog);
-      } else {
-        await listenOn(server, {
-          host: listen.host ?? '127.0.0.1',
-          port: listen.port,
-          backlog: options.backlog,
-        });
-      }
+      if ('path' in listen) socketPath = listen.path;
+      // S2.2: the web server leaves a listening socket on FCGI_LISTENSOCK_FILENO (0).
+      await listenServer(server, listen, { backlog: options.backlog, name: 'fastcgi' });
     },
     close(closeOptions: FastcgiCloseOptions = {}) {
       closed ??= (async () => {
@@ -333,47 +325,4 @@ function normalizeAddr(a: string | undefined): string | undefined {
   if (net.isIPv4(a)) return a;
   if (net.isIPv6(a)) return a.toLowerCase();
   return undefined;
-}
-
-function listenOn(
-  server: net.Server,
-  options: net.ListenOptions | { fd: number },
-  backlog?: number,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (e: Error) => reject(e);
-    server.once('error', onError);
-    const done = () => {
-      server.off('error', onError);
-      resolve();
-    };
-    if ('fd' in options) server.listen(options, backlog, done);
-    else server.listen(options, done);
-  });
-}
-
-/** Listens on a Unix socket, replacing a stale socket file that nothing answers on. */
-async function listenOnPath(server: net.Server, path: string, backlog?: number): Promise<void> {
-  try {
-    await listenOn(server, { path, backlog });
-    return;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
-  }
-  const alive = await new Promise<boolean>((resolve) => {
-    const probe = net.connect({ path });
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (alive) {
-    throw new TsgiError(
-      'ERR_FASTCGI_ADDRESS_IN_USE',
-      `fastcgi: ${path} is in use by a running server`,
-    );
-  }
-  await unlink(path);
-  await listenOn(server, { path, backlog });
 }

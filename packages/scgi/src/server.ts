@@ -1,8 +1,13 @@
 // The SCGI listener: the only file of @tsgi/scgi that imports node:net. Each accepted
 // connection is handed to connection.ts, which serves its one request.
-import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
-import { type Application, createLogSink, TsgiError } from '@tsgi/core';
+import {
+  type Application,
+  createLogSink,
+  listenServer,
+  type SocketListen,
+  TsgiError,
+} from '@tsgi/core';
 import { checkMaxHeaderBytes } from './codec.js';
 import {
   handleScgiConnection,
@@ -18,10 +23,7 @@ import {
  * an nginx worker in the same group); `{ fd }` for an inherited listening socket (fd 0
  * when lighttpd's `bin-path` spawns the backend).
  */
-export type ScgiListen =
-  | { host?: string; port: number }
-  | { path: string; mode?: number }
-  | { fd: number };
+export type ScgiListen = SocketListen;
 
 /** ScgiServerOptions: `serveScgi`'s settings. */
 export interface ScgiServerOptions extends ScgiConnectionOptions {
@@ -122,21 +124,8 @@ export async function serveScgi(app: Application, options: ScgiServerOptions): P
   server.on('error', (e) => sink(`scgi: server error: ${e.message}`, 'error'));
 
   const listen = options.listen;
-  let socketPath: string | undefined;
-  if ('path' in listen) {
-    socketPath = listen.path;
-    await listenOnPath(server, listen.path, options.backlog);
-    if (listen.mode !== undefined) await chmod(listen.path, listen.mode);
-  } else if ('fd' in listen) {
-    // listen({ fd }) takes over an inherited listening socket (a handle, in Node's terms).
-    await listenOn(server, { fd: listen.fd }, options.backlog);
-  } else {
-    await listenOn(server, {
-      host: listen.host ?? '127.0.0.1',
-      port: listen.port,
-      backlog: options.backlog,
-    });
-  }
+  const socketPath = 'path' in listen ? listen.path : undefined;
+  await listenServer(server, listen, { backlog: options.backlog, name: 'scgi' });
 
   let closed: Promise<void> | undefined;
   return {
@@ -174,44 +163,4 @@ export async function serveScgi(app: Application, options: ScgiServerOptions): P
       return closed;
     },
   };
-}
-
-function listenOn(
-  server: net.Server,
-  options: net.ListenOptions | { fd: number },
-  backlog?: number,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (e: Error) => reject(e);
-    server.once('error', onError);
-    const done = () => {
-      server.off('error', onError);
-      resolve();
-    };
-    if ('fd' in options) server.listen(options, backlog, done);
-    else server.listen(options, done);
-  });
-}
-
-/** Listens on a Unix socket, replacing a stale socket file that nothing answers on. */
-async function listenOnPath(server: net.Server, path: string, backlog?: number): Promise<void> {
-  try {
-    await listenOn(server, { path, backlog });
-    return;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
-  }
-  const alive = await new Promise<boolean>((resolve) => {
-    const probe = net.connect({ path });
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (alive) {
-    throw new TsgiError('ERR_SCGI_ADDRESS_IN_USE', `scgi: ${path} is in use by a running server`);
-  }
-  await unlink(path);
-  await listenOn(server, { path, backlog });
 }

@@ -1,8 +1,9 @@
 // serveScgi over real sockets (127.0.0.1, port 0) with a raw SCGI client: byte-exact round
 // trips, CONTENT_LENGTH-bounded input, malformed requests, disconnects, backpressure.
 import { Buffer } from 'node:buffer';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -496,7 +497,7 @@ describe('listening and closing', () => {
     const dir = await mkdtemp(join(tmpdir(), 'tsgi-scgi-'));
     try {
       const path = join(dir, 'scgi.sock');
-      await writeFile(path, '');
+      staleSocket(path);
       const server = await serveScgi(echo, { listen: { path, mode: 0o660 }, errors: () => {} });
       servers.push(server);
       expect((await stat(path)).mode & 0o777).toBe(0o660);
@@ -559,3 +560,13 @@ describe('listening and closing', () => {
     void closing;
   });
 });
+
+/** staleSocket: leaves a socket file at `path` that nothing answers on, as a killed server does. */
+function staleSocket(path: string): void {
+  const r = spawnSync(process.execPath, [
+    '-e',
+    'require("node:net").createServer().listen(process.argv[1], () => process.kill(process.pid, "SIGKILL"))',
+    path,
+  ]);
+  if (r.signal !== 'SIGKILL') throw new Error(`staleSocket: the child ended with ${r.status}`);
+}
