@@ -5,12 +5,12 @@ import {
   type CgiParams,
   type Environ,
   type ErrorSink,
+  fixedResponse,
   isTsgiError,
   RequestSignal,
   type RunOptions,
   runApp,
   serializeCgiHead,
-  statusLine,
   TsgiError,
 } from '@tsgi/core';
 import { readCgiEnvironment } from './environment.js';
@@ -202,21 +202,11 @@ async function refuse(e: unknown, out: Output, sink: ErrorSink): Promise<number>
   return writeFixed(out, status);
 }
 
-/** writeFixed: a complete plain-text response with the given status and its reason as body. */
+/** writeFixed: the core's fixed response for `code` (SPEC rule 7.1), complete. */
 async function writeFixed(out: Output, code: number): Promise<number> {
-  const line = statusLine(code);
-  const body = Buffer.from(`${line.slice(4)}\n`, 'latin1');
-  const head = serializeCgiHead({
-    status: line,
-    code,
-    headers: [
-      ['Content-Type', 'text/plain; charset=utf-8'],
-      ['Content-Length', String(body.length)],
-    ],
-    contentLength: body.length,
-  });
+  const { head, body } = fixedResponse(code);
   try {
-    await out.write(Buffer.concat([head, body]));
+    await out.write(Buffer.concat([serializeCgiHead(head), body]));
     await out.flush();
     return EXIT_COMPLETE;
   } catch {

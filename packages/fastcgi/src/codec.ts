@@ -381,6 +381,19 @@ const VALUE_LENGTH = 1;
 const NAME = 2;
 const VALUE = 3;
 
+/** ParamTarget: where `ParamsDecoder.pushTextInto` puts each pair (the core's CgiVars has this `add`). */
+export interface ParamTarget<V> {
+  add(name: string, value: V): void;
+}
+
+/** PairList: collects the pairs `push` and `pushText` return. */
+class PairList implements ParamTarget<string | Uint8Array> {
+  readonly list: Array<ParamPair | TextParamPair> = [];
+  add(name: string, value: string | Uint8Array): void {
+    this.list.push([name, value] as ParamPair | TextParamPair);
+  }
+}
+
 /**
  * ParamsDecoder: decodes a request's FCGI_PARAMS stream (S5.2) incrementally: `push` each
  * PARAMS record's content as it arrives, `end` at the empty PARAMS record. Pairs and
@@ -430,7 +443,9 @@ export class ParamsDecoder {
 
   /** ParamsDecoder.push: decodes the next bytes of the stream; returns the pairs they completed. */
   push(content: Uint8Array): ParamPair[] {
-    return this.decode(content, false) as ParamPair[];
+    const pairs = new PairList();
+    this.decode(content, false, pairs);
+    return pairs.list as ParamPair[];
   }
 
   /**
@@ -439,11 +454,22 @@ export class ParamsDecoder {
    * stream.
    */
   pushText(content: Uint8Array): TextParamPair[] {
-    return this.decode(content, true) as TextParamPair[];
+    const pairs = new PairList();
+    this.decode(content, true, pairs);
+    return pairs.list as TextParamPair[];
   }
 
-  private decode(content: Uint8Array, text: boolean): Array<ParamPair | TextParamPair> {
-    const out: Array<ParamPair | TextParamPair> = [];
+  /**
+   * ParamsDecoder.pushTextInto: `pushText` that hands each pair the bytes complete to
+   * `target.add(name, value)` (the core's `CgiVars`: what the connection uses, with no
+   * list of pairs in between) instead of returning them. An error thrown by `target.add`
+   * propagates. Do not mix with `push` on one stream.
+   */
+  pushTextInto(content: Uint8Array, target: ParamTarget<string>): void {
+    this.decode(content, true, target as ParamTarget<string | Uint8Array>);
+  }
+
+  private decode(content: Uint8Array, text: boolean, out: ParamTarget<string | Uint8Array>): void {
     const n = content.length;
     /** text mode: the whole content as latin-1, made on the first name or value inside it. */
     let str: string | undefined;
@@ -485,7 +511,7 @@ export class ParamsDecoder {
             ? ''
             : (knownCgiName(str, q, nameLength) ?? str.slice(q, q + nameLength));
         q += nameLength;
-        out.push([name, valueLength === 0 ? '' : str.slice(q, q + valueLength)]);
+        out.add(name, valueLength === 0 ? '' : str.slice(q, q + valueLength));
         this.pairs++;
         p = q + valueLength;
       }
@@ -531,7 +557,7 @@ export class ParamsDecoder {
         if (this.nameLength === 0) {
           this.name = '';
           this.state = VALUE;
-          if (this.valueLength === 0) out.push(this.emit(text ? '' : EMPTY));
+          if (this.valueLength === 0) this.emit(out, text ? '' : EMPTY);
         }
         continue;
       }
@@ -548,23 +574,22 @@ export class ParamsDecoder {
           this.name = latin1Decode(bytes);
         }
         this.state = VALUE;
-        if (this.valueLength === 0) out.push(this.emit(text ? '' : EMPTY));
+        if (this.valueLength === 0) this.emit(out, text ? '' : EMPTY);
         continue;
       }
       // VALUE
       const len = this.valueLength;
       if (text && this.assembly === undefined && n - p >= len) {
         str ??= latin1Decode(content);
-        out.push(this.emit(str.slice(p, p + len)));
+        this.emit(out, str.slice(p, p + len));
         p += len;
         continue;
       }
       const bytes = this.take(content, p, len);
       p = this.afterTake;
       if (bytes === undefined) break;
-      out.push(this.emit(text ? latin1Decode(bytes) : bytes));
+      this.emit(out, text ? latin1Decode(bytes) : bytes);
     }
-    return out;
   }
 
   /**
@@ -617,10 +642,10 @@ export class ParamsDecoder {
     return a;
   }
 
-  private emit(value: Uint8Array | string): ParamPair | TextParamPair {
+  private emit(out: ParamTarget<string | Uint8Array>, value: Uint8Array | string): void {
     this.pairs++;
     this.state = NAME_LENGTH;
-    return [this.name, value] as ParamPair | TextParamPair;
+    out.add(this.name, value);
   }
 
   /** Both lengths of a pair are known (its data starts at stream offset `at`): check them. */

@@ -10,18 +10,20 @@ import {
   type Application,
   type ByteSource,
   buildEnviron,
+  CgiVars,
   createInput,
   createLogSink,
   type Environ,
+  type EnvironOptions,
   type ErrorSink,
-  type Input,
+  fixedResponse,
   isTsgiError,
   type LogLevel,
   RequestSignal,
   type ResponseHead,
+  type RunOptions,
   runApp,
   serializeCgiHead,
-  statusLine,
   type Transport,
   TsgiError,
 } from '@tsgi/core';
@@ -56,7 +58,6 @@ import {
   ParamsDecoder,
   type ParamsLimits,
   RecordParser,
-  type TextParamPair,
 } from './codec.js';
 
 /**
@@ -94,8 +95,7 @@ const DEFAULT_ABORT_GRACE_MS = 1_000;
 /** Response bytes gathered before they are sent without waiting for the end of the tick. */
 const FLUSH_BYTES = 64 * 1024;
 const RESOLVED: Promise<void> = Promise.resolve();
-/** A finished request's params and response queue (see Request.release); frozen, never shared by mistake. */
-const NO_PAIRS = Object.freeze([]) as unknown as TextParamPair[];
+/** A finished request's response queue (see Request.release); frozen, never shared by mistake. */
 const NO_OUT = Object.freeze([]) as unknown as Uint8Array[];
 /** Request.flushTimer while a microtask decides whether an immediate is needed. */
 const FLUSH_SOON: unique symbol = Symbol('flush soon');
@@ -491,15 +491,14 @@ export class FastcgiConnection {
     if (req.phase !== 'params') return;
     try {
       if (content.length > 0) {
-        const pairs = req.decoder.pushText(content);
-        if (req.pairs.length === 0) req.pairs = pairs;
-        else for (const p of pairs) req.pairs.push(p);
+        // Straight into the core's CgiVars: no list of pairs per record (see ParamsDecoder).
+        req.decoder.pushTextInto(content, req.vars!);
         return;
       }
       req.decoder.end();
     } catch (e) {
-      // Over a limit, or a pair cut short: the stream is still well framed, so only this
-      // request is refused.
+      // Over a limit, a pair cut short, a second CONTENT_TYPE: the stream is still well
+      // framed, so only this request is refused.
       this.refuse(req, e);
       return;
     }
@@ -583,40 +582,26 @@ export class FastcgiConnection {
     req.phase = 'running';
     // S6.3: an Authorizer gets no request body; S6.4: a Filter gets FCGI_DATA as well.
     if (req.role !== FCGI_AUTHORIZER) req.stdin = new InputSource(this.host);
-    let dataInput: Input | undefined;
-    if (req.role === FCGI_FILTER) {
-      req.data = new InputSource(this.host);
-      dataInput = createInput(req.data, dataLength(req.pairs));
-    }
+    if (req.role === FCGI_FILTER) req.data = new InputSource(this.host);
     let environ: Environ;
     try {
-      environ = buildEnviron(req.pairs, {
-        input: req.stdin ?? null,
-        signal: req.signal,
-        errors: req.errorSink,
-        mount: this.options.mount,
-        uriEncoding: this.options.uriEncoding,
-        // S6.3: an Authorizer gets no body, so a CONTENT_LENGTH it was told about is no
-        // reason to refuse it.
-        maxBodyBytes: req.role === FCGI_AUTHORIZER ? undefined : this.options.maxBodyBytes,
-        urlScheme: this.options.urlScheme,
-        multithread: false,
-        multiprocess: this.options.multiprocess ?? false,
-        runOnce: false,
-      });
+      environ = buildEnviron(req.takeVars(), new RequestEnvironOptions(this.options, req));
     } catch (e) {
       // 400 (a bad or repeated CONTENT_LENGTH) or 413 (maxBodyBytes): nothing was read yet.
       this.refuse(req, e);
       return;
     }
-    // Set here rather than through buildEnviron's `extra`: the core adds `extra` with
-    // Object.assign, which turns the environ into a slow dictionary-mode object; plain
-    // stores keep it fast. The order is the same: these keys, then the user's extra.
+    // The adapter's keys, then the user's extra (which may replace them), as buildEnviron's
+    // `extra` would add them last.
     const env = environ as unknown as Record<string, unknown>;
     env['fastcgi.role'] = ROLE_NAMES[req.role];
-    if (dataInput !== undefined) env['tsgi.data'] = dataInput;
+    if (req.data !== undefined) {
+      env['tsgi.data'] = createInput(
+        req.data,
+        dataLength(environ.FCGI_DATA_LENGTH as string | undefined),
+      );
+    }
     if (this.options.extra) Object.assign(environ, this.options.extra);
-    req.pairs = [];
     req.environ = environ;
     const settled = () => {
       this.releaseSlot(req);
@@ -626,12 +611,12 @@ export class FastcgiConnection {
       if (waiting !== undefined) for (const r of waiting) r();
     };
     this.runs++;
-    const run: Promise<void> = runApp(this.app, environ, this.transport(req), {
-      mapHeadToGet: this.options.mapHeadToGet,
-      // FastCGI responders send the HEAD body; the web server drops it (SPEC rule 8.2).
-      headBody: 'send',
-      log: req.coreSink,
-    }).then(settled, (e: unknown) => {
+    const run: Promise<void> = runApp(
+      this.app,
+      environ,
+      new RequestTransport(this, req),
+      new RequestRunOptions(this.options.mapHeadToGet, req.coreSink),
+    ).then(settled, (e: unknown) => {
       // runApp never rejects; this is a last resort against a bug.
       this.log(`fastcgi: request ${req.id} failed: ${describe(e)}`, 'error');
       this.destroy();
@@ -640,35 +625,39 @@ export class FastcgiConnection {
     req.run = run;
   }
 
-  private transport(req: Request): Transport {
-    return {
-      sendHead: (head: ResponseHead) => {
-        this.checkWritable(req);
-        this.queue(req, serializeCgiHead(head));
-      },
-      write: (chunk: Uint8Array) => {
-        this.checkWritable(req);
-        this.queue(req, chunk);
-        if (req.outBytes >= FLUSH_BYTES) this.flush(req);
-        if (this.needDrain) return this.waitDrain();
-      },
-      end: () => {
-        this.checkWritable(req);
-        this.finish(req);
-      },
-      abort: (reason: Error) => {
-        if (req.abortedByServer) {
-          this.endAborted(req);
-          return;
-        }
-        if (req.phase === 'ended' || this.state !== 'open') return;
-        this.log(
-          `fastcgi: request ${req.id}: response broken (${describe(reason)}); connection closed`,
-          'debug',
-        );
-        this.breakConnection(req, reason);
-      },
-    };
+  /** @internal The Transport's sendHead (RequestTransport). */
+  sendHead_(req: Request, head: ResponseHead): void {
+    this.checkWritable(req);
+    this.queue(req, serializeCgiHead(head));
+  }
+
+  /** @internal The Transport's write (RequestTransport). */
+  write_(req: Request, chunk: Uint8Array): Promise<void> | undefined {
+    this.checkWritable(req);
+    this.queue(req, chunk);
+    if (req.outBytes >= FLUSH_BYTES) this.flush(req);
+    if (this.needDrain) return this.waitDrain();
+    return undefined;
+  }
+
+  /** @internal The Transport's end (RequestTransport). */
+  end_(req: Request): void {
+    this.checkWritable(req);
+    this.finish(req);
+  }
+
+  /** @internal The Transport's abort (RequestTransport). */
+  abort_(req: Request, reason: Error): void {
+    if (req.abortedByServer) {
+      this.endAborted(req);
+      return;
+    }
+    if (req.phase === 'ended' || this.state !== 'open') return;
+    this.log(
+      `fastcgi: request ${req.id}: response broken (${describe(reason)}); connection closed`,
+      'debug',
+    );
+    this.breakConnection(req, reason);
   }
 
   /**
@@ -757,18 +746,14 @@ export class FastcgiConnection {
       ? e
       : new TsgiError('ERR_FASTCGI_INTERNAL', `fastcgi: ${describe(e)}`);
     this.log(`${err.message} (request ${req.id})`, 'warn');
-    const code = err.status ?? 400;
-    const text = Buffer.from(`${statusLine(code)}\n`, 'latin1');
-    const head = serializeCgiHead({
-      status: statusLine(code),
-      code,
-      headers: [
-        ['Content-Type', 'text/plain; charset=utf-8'],
-        ['Content-Length', String(text.length)],
-      ],
-      contentLength: text.length,
-    });
-    this.send(encodeRequestEnd(req.id, { stdout: [head, text], closeStderr: req.stderrUsed }));
+    // The core's fixed response (SPEC rule 7.1), as every adapter answers an early error.
+    const { head, body } = fixedResponse(err.status ?? 400);
+    this.send(
+      encodeRequestEnd(req.id, {
+        stdout: [serializeCgiHead(head), body],
+        closeStderr: req.stderrUsed,
+      }),
+    );
     this.completeRequest(req);
   }
 
@@ -976,7 +961,8 @@ interface Host {
 class Request {
   phase: Phase = 'params';
   readonly decoder: ParamsDecoder;
-  pairs: TextParamPair[] = [];
+  /** The params as they are decoded; handed to buildEnviron once (takeVars). */
+  vars: CgiVars | undefined = new CgiVars();
   /** Behind `tsgi.signal`: no AbortSignal is made unless the app reads the key. */
   readonly signal = new RequestSignal();
   stdin: InputSource | undefined;
@@ -1012,8 +998,15 @@ class Request {
    */
   release(): void {
     this.environ = undefined;
-    this.pairs = NO_PAIRS;
+    this.vars = undefined;
     this.out = NO_OUT;
+  }
+
+  /** Request.takeVars: the decoded params, for buildEnviron (once). */
+  takeVars(): CgiVars {
+    const v = this.vars!;
+    this.vars = undefined;
+    return v;
   }
 
   /** tsgi.errors: FCGI_STDERR records while the request is active (S6.1), else the log. */
@@ -1116,12 +1109,65 @@ class InputSource implements ByteSource {
 }
 
 /** FCGI_DATA_LENGTH (S6.4) as a number, or undefined when absent or not digits. */
-function dataLength(pairs: TextParamPair[]): number | undefined {
-  for (const [n, v] of pairs) {
-    if (n !== 'FCGI_DATA_LENGTH') continue;
-    return /^[0-9]{1,15}$/.test(v) ? Number(v) : undefined;
+function dataLength(v: string | undefined): number | undefined {
+  return v !== undefined && /^[0-9]{1,15}$/.test(v) ? Number(v) : undefined;
+}
+
+/** RequestTransport: a request's Transport (a class: no object literal per request; see CgiVars in the core). */
+class RequestTransport implements Transport {
+  constructor(
+    private readonly c: FastcgiConnection,
+    private readonly req: Request,
+  ) {}
+  sendHead(head: ResponseHead): void {
+    this.c.sendHead_(this.req, head);
   }
-  return undefined;
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    return this.c.write_(this.req, chunk);
+  }
+  end(): void {
+    this.c.end_(this.req);
+  }
+  abort(reason: Error): void {
+    this.c.abort_(this.req, reason);
+  }
+}
+
+/** RequestEnvironOptions: buildEnviron's options for one request (a class, as RequestTransport). */
+class RequestEnvironOptions implements EnvironOptions {
+  readonly input: ByteSource | null;
+  readonly signal: RequestSignal;
+  readonly errors: ErrorSink;
+  readonly mount: string | undefined;
+  readonly uriEncoding: string | undefined;
+  readonly maxBodyBytes: number | undefined;
+  readonly urlScheme: 'http' | 'https' | undefined;
+  readonly multithread = false;
+  readonly multiprocess: boolean;
+  readonly runOnce = false;
+
+  constructor(o: FastcgiConnectionOptions, req: Request) {
+    this.input = req.stdin ?? null;
+    this.signal = req.signal;
+    this.errors = req.errorSink;
+    this.mount = o.mount;
+    this.uriEncoding = o.uriEncoding;
+    // S6.3: an Authorizer gets no body, so a CONTENT_LENGTH it was told about is no
+    // reason to refuse it.
+    this.maxBodyBytes = req.role === FCGI_AUTHORIZER ? undefined : o.maxBodyBytes;
+    this.urlScheme = o.urlScheme;
+    this.multiprocess = o.multiprocess ?? false;
+  }
+}
+
+/** RequestRunOptions: runApp's options for one request (a class, as RequestTransport). */
+class RequestRunOptions implements RunOptions {
+  // FastCGI responders send the HEAD body; the web server drops it (SPEC rule 8.2).
+  readonly headBody = 'send' as const;
+  constructor(
+    readonly mapHeadToGet: RunOptions['mapHeadToGet'],
+    readonly log: ErrorSink,
+  ) {}
 }
 
 function describe(e: unknown): string {

@@ -572,7 +572,7 @@ describe('malformed streams and limits', () => {
     await c.send(1, [...GET, ['HTTP_X_BIG', 'x'.repeat(2000)]], undefined, { keepConn: true });
     const r = await c.response(1);
     expect(r.status).toBe(431);
-    expect(r.body.toString()).toBe('431 Request Header Fields Too Large\n');
+    expect(r.body.toString()).toBe('Request Header Fields Too Large\n');
     expect(ran).toBe(0);
     expect(
       logs.some(([, t]) =>

@@ -11,13 +11,13 @@ import {
   createLogSink,
   type EnvironOptions,
   type ErrorSink,
+  fixedResponse,
   isTsgiError,
   RequestSignal,
   type ResponseHead,
   type RunOptions,
   runApp,
   serializeCgiHead,
-  statusLine,
   type Transport,
   TsgiError,
 } from '@tsgi/core';
@@ -545,19 +545,10 @@ export class ScgiConnection {
       this.socket.destroy();
       return;
     }
-    const code = err.status ?? 400;
-    const text = Buffer.from(`${statusLine(code)}\n`, 'latin1');
-    const head: ResponseHead = {
-      status: statusLine(code),
-      code,
-      headers: [
-        ['Content-Type', 'text/plain; charset=utf-8'],
-        ['Content-Length', String(text.length)],
-      ],
-      contentLength: text.length,
-    };
+    // The core's fixed response (SPEC rule 7.1), as every adapter answers an early error.
+    const { head, body } = fixedResponse(err.status ?? 400);
     this.wrote = true;
-    this.socket.write(Buffer.concat([serializeCgiHead(head), text]));
+    this.socket.write(Buffer.concat([serializeCgiHead(head), body]));
     this.closeGracefully();
   }
 }

@@ -300,7 +300,7 @@ describe('malformed requests', () => {
     const bad = await exchange(port, latin1('024:CONTENT_LENGTH\u00000\u0000SCGI\u00001\u0000,'));
     expect(bad.status).toBe(400);
     expect(bad.bytes.toString('latin1')).toBe(
-      'Status: 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\n\r\n400 Bad Request\n',
+      'Status: 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\r\nBad Request\n',
     );
     const http = await exchange(port, latin1('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
     expect(http.status).toBe(400);
