@@ -47,37 +47,36 @@ function expressEtag(body: Buffer): string {
 
 const cl = (body: Buffer) => ['content-length', String(body.length)] as [string, string];
 
-/** A JSON answer from each framework: Hono's c.json, Express's res.json, Koa's ctx.body. */
-function jsonResponse(fw: Name, value: unknown): AppResponse {
-  const body = Buffer.from(JSON.stringify(value), 'utf8');
+/**
+ * A 200 from each framework: Hono sends `honoType` alone; Express and Koa send `type` and a
+ * Content-Length, Express also X-Powered-By and its ETag.
+ */
+function okResponse(fw: Name, body: Buffer, honoType: string, type: string): AppResponse {
   const headers: Record<Name, Headers> = {
-    hono: [['content-type', 'application/json']],
-    express: [
-      POWERED,
-      ['content-type', 'application/json; charset=utf-8'],
-      cl(body),
-      ['etag', expressEtag(body)],
-    ],
-    koa: [['content-type', 'application/json; charset=utf-8'], cl(body)],
+    hono: [['content-type', honoType]],
+    express: [POWERED, ['content-type', type], cl(body), ['etag', expressEtag(body)]],
+    koa: [['content-type', type], cl(body)],
   };
   return { status: 200, reason: 'OK', headers: headers[fw], body };
 }
 
-function textResponse(fw: Name, text: string): AppResponse {
-  const body = Buffer.from(text, 'utf8');
-  const headers: Record<Name, Headers> = {
-    // Hono's c.text.
-    hono: [['content-type', 'text/plain;charset=UTF-8']],
-    express: [
-      POWERED,
-      ['content-type', 'text/plain; charset=utf-8'],
-      cl(body),
-      ['etag', expressEtag(body)],
-    ],
-    koa: [['content-type', 'text/plain; charset=utf-8'], cl(body)],
-  };
-  return { status: 200, reason: 'OK', headers: headers[fw], body };
-}
+/** A JSON answer from each framework: Hono's c.json, Express's res.json, Koa's ctx.body. */
+const jsonResponse = (fw: Name, value: unknown): AppResponse =>
+  okResponse(
+    fw,
+    Buffer.from(JSON.stringify(value), 'utf8'),
+    'application/json',
+    'application/json; charset=utf-8',
+  );
+
+/** A plain-text answer from each framework (Hono's c.text). */
+const textResponse = (fw: Name, text: string): AppResponse =>
+  okResponse(
+    fw,
+    Buffer.from(text, 'utf8'),
+    'text/plain;charset=UTF-8',
+    'text/plain; charset=utf-8',
+  );
 
 function notFound(fw: Name, path: string): AppResponse {
   if (fw === 'hono') {
@@ -379,43 +378,31 @@ export const FRAMEWORK_CASES: readonly FrameworkCase[] = [
       // the port the client put in Host; the others pass the client's Host as it was.
       const port = ctx.running.port;
       const host = ctx.target.id.startsWith('nginx-') ? '127.0.0.1' : `127.0.0.1:${port}`;
-      const query = { x: '1', y: 'é' };
+      // The query, Host, client address and header: alike in every framework (last in the JSON).
+      const client = {
+        query: { x: '1', y: 'é' },
+        host,
+        ip: '127.0.0.1',
+        protocol: 'http',
+        header: 'yes',
+      };
+      // Express and Koa see the URL under the mount; Express also names the mount (baseUrl).
       const seen =
         ctx.fw.name === 'hono'
           ? {
               method: 'GET',
               url: `http://${host}/app/info?x=1&y=%C3%A9`,
               path: '/app/info',
-              query,
-              host,
-              ip: '127.0.0.1',
-              protocol: 'http',
-              header: 'yes',
+              ...client,
             }
-          : ctx.fw.name === 'express'
-            ? {
-                method: 'GET',
-                url: '/info?x=1&y=%C3%A9',
-                originalUrl: '/app/info?x=1&y=%C3%A9',
-                baseUrl: '/app',
-                path: '/info',
-                query,
-                host,
-                ip: '127.0.0.1',
-                protocol: 'http',
-                header: 'yes',
-              }
-            : {
-                method: 'GET',
-                url: '/info?x=1&y=%C3%A9',
-                originalUrl: '/app/info?x=1&y=%C3%A9',
-                path: '/info',
-                query,
-                host,
-                ip: '127.0.0.1',
-                protocol: 'http',
-                header: 'yes',
-              };
+          : {
+              method: 'GET',
+              url: '/info?x=1&y=%C3%A9',
+              originalUrl: '/app/info?x=1&y=%C3%A9',
+              ...(ctx.fw.name === 'express' ? { baseUrl: '/app' } : {}),
+              path: '/info',
+              ...client,
+            };
       expectResponse(ctx, res, jsonResponse(ctx.fw.name, seen));
     },
   },

@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadEsbuild, REPO_ROOT, SOURCE_ALIASES } from '../../packages/cgi/test/helpers.js';
 import { type Spawned, spawnTracked, tail } from '../harness/process.js';
-import { type FrontHandle, startFront, type ToolName } from '../harness/servers.js';
+import {
+  type FrontHandle,
+  type FrontProtocol,
+  type FrontServer,
+  startFront,
+  type ToolName,
+} from '../harness/servers.js';
 import type { Framework } from './apps.js';
 
 /** TargetId: the deployments every framework case runs behind. */
@@ -115,6 +121,29 @@ async function startBackend(
   }
 }
 
+/** The front of each target whose app runs in a backend server (not apache-cgi, nor http). */
+const FRONT_OF: Partial<Record<TargetId, { server: FrontServer; protocol: 'fastcgi' | 'scgi' }>> = {
+  'nginx-fastcgi': { server: 'nginx', protocol: 'fastcgi' },
+  'lighttpd-scgi': { server: 'lighttpd', protocol: 'scgi' },
+  'nginx-scgi': { server: 'nginx', protocol: 'scgi' },
+};
+
+/** A front server `via` to the backend on `port` (nginx-fastcgi keeps its connections). */
+function startFrontTo(
+  id: TargetId,
+  via: { server: FrontServer; protocol: FrontProtocol },
+  port: number,
+  extraConfig?: string,
+): Promise<FrontHandle> {
+  return startFront({
+    server: via.server,
+    protocol: via.protocol,
+    backend: { host: '127.0.0.1', port },
+    keepConn: id === 'nginx-fastcgi',
+    extraConfig,
+  });
+}
+
 /**
  * deploy: runs `fw` behind `target`. `dir` holds the bundle (`script`) and the probe files;
  * it must be reachable by Apache's CGI user (nobody, when the tests run as root).
@@ -132,45 +161,19 @@ export async function deploy(
   const env = { TSGI_BRIDGE_FRAMEWORK: fw.name, TSGI_BRIDGE_PROBE: probeFile };
   let backend: { proc: Spawned; port: number } | undefined;
   let front: FrontHandle | undefined;
+  const via = FRONT_OF[target.id];
   try {
-    switch (target.id) {
-      case 'nginx-fastcgi':
-        backend = await startBackend(script, 'fastcgi', env);
-        front = await startFront({
-          server: 'nginx',
-          protocol: 'fastcgi',
-          backend: { host: '127.0.0.1', port: backend.port },
-          keepConn: true,
-        });
-        break;
-      case 'lighttpd-scgi':
-        backend = await startBackend(script, 'scgi', env);
-        front = await startFront({
-          server: 'lighttpd',
-          protocol: 'scgi',
-          backend: { host: '127.0.0.1', port: backend.port },
-        });
-        break;
-      case 'nginx-scgi':
-        backend = await startBackend(script, 'scgi', env);
-        front = await startFront({
-          server: 'nginx',
-          protocol: 'scgi',
-          backend: { host: '127.0.0.1', port: backend.port },
-        });
-        break;
-      case 'apache-cgi':
-        front = await startFront({
-          server: 'apache',
-          protocol: 'cgi',
-          backend: { script },
-          mpm: 'event',
-          cgiEnv: env,
-        });
-        break;
-      case 'http':
-        backend = await startBackend(script, 'http', env);
-        break;
+    if (target.id === 'apache-cgi') {
+      front = await startFront({
+        server: 'apache',
+        protocol: 'cgi',
+        backend: { script },
+        mpm: 'event',
+        cgiEnv: env,
+      });
+    } else {
+      backend = await startBackend(script, via?.protocol ?? 'http', env);
+      if (via) front = await startFrontTo(target.id, via, backend.port);
     }
   } catch (e) {
     await backend?.proc.stop();
@@ -199,13 +202,7 @@ export async function deploy(
       if (front === undefined || backend === undefined) {
         throw new Error(`withFront: ${target.id} has no front to a backend server`);
       }
-      const second = await startFront({
-        server: front.server,
-        protocol: front.protocol,
-        backend: { host: '127.0.0.1', port: backend.port },
-        keepConn: target.id === 'nginx-fastcgi',
-        extraConfig,
-      });
+      const second = await startFrontTo(target.id, front, backend.port, extraConfig);
       try {
         return await fn(second.port);
       } finally {

@@ -2,16 +2,13 @@
 // `cgi-fcgi -bind -connect`, a real nginx (fastcgi_pass) and spawn-fcgi (the listening
 // socket left on fd 0). Byte-exact where the protocol is involved: cgi-fcgi prints the
 // application's CGI response as it came in the FCGI_STDOUT records.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { curl, rawExchangeDetailed } from '../harness/clients.js';
 import { freePort } from '../harness/process.js';
-import { describeWithServer, findBinary, useFront } from '../harness/servers.js';
+import { describeWithServer, useFront } from '../harness/servers.js';
 import {
-  BIN,
   cgiEnv,
   cgiFcgi,
   describeWithBinary,
@@ -23,6 +20,14 @@ import {
   sleep,
   tracker,
 } from './helpers.js';
+import {
+  curlOk,
+  expectOneLine,
+  spawnFcgi,
+  useProcsInDir,
+  useTsgiBehind,
+  withBusyPort,
+} from './shared.js';
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -30,6 +35,13 @@ const HELLO =
   'Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, World!\n';
 const LISTEN = ['--listen', '127.0.0.1:0'];
 const SLOW = join(FIXTURES, 'slow.mjs');
+/** `tsgi fastcgi --listen unix:SOCK ARGS`. */
+const onSocket = (sock: string, ...args: string[]) => [
+  'fastcgi',
+  '--listen',
+  `unix:${sock}`,
+  ...args,
+];
 
 /** One FastCGI record (S3.3): version 1, type, request id, content, no padding. */
 function record(type: number, content: Buffer = Buffer.alloc(0), id = 1): Buffer {
@@ -77,16 +89,6 @@ async function expectDisconnected(port: number): Promise<void> {
   );
   expect(['closed', 'ECONNRESET']).toContain(raw.reason);
   expect(raw.data.length).toBe(0);
-}
-
-/** The exit code and the stderr of a command that must fail with one line. */
-function expectOneLine(r: { code: number | null; stderr: string; stdout: Buffer }, code: number) {
-  expect(r.code).toBe(code);
-  expect(r.stdout.length).toBe(0);
-  const lines = r.stderr.trimEnd().split('\n');
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(/^tsgi: /);
-  return lines[0] as string;
 }
 
 describeWithServer('cgi-fcgi', 'tsgi fastcgi on TCP, through cgi-fcgi (libfcgi)', () => {
@@ -296,39 +298,21 @@ describe('tsgi fastcgi: bad values are one line on stderr and exit 2', () => {
   });
 
   test('an address in use: one line (the adapter’s own report is not repeated), exit 1', async () => {
-    const busy: Server = createServer();
-    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
-    const port = (busy.address() as { port: number }).port;
-    try {
+    await withBusyPort(async (port) => {
       const r = await runTsgi(['fastcgi', '--listen', `127.0.0.1:${port}`, 'examples/hello.mjs']);
       expect(expectOneLine(r, 1)).toBe(
         `tsgi: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE); stop what uses it or choose another address with --listen`,
       );
-    } finally {
-      busy.close();
-    }
+    });
   });
 });
 
 describeWithServer('cgi-fcgi', 'tsgi fastcgi on a unix socket', () => {
-  const procs = tracker();
-  let dir: string;
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'tsgi-cli-fcgi-'));
-  });
-  afterEach(() => procs.stopAll());
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const { procs, dir } = useProcsInDir('tsgi-cli-fcgi-', 'each');
 
   test('--socket-mode 660: the socket file has that mode, answers, and is removed on SIGTERM', async () => {
-    const sock = join(dir, 'mode.sock');
-    const t = procs.start([
-      'fastcgi',
-      '--listen',
-      `unix:${sock}`,
-      '--socket-mode',
-      '660',
-      'examples/hello.mjs',
-    ]);
+    const sock = join(dir(), 'mode.sock');
+    const t = procs.start(onSocket(sock, '--socket-mode', '660', 'examples/hello.mjs'));
     expect(await t.listening()).toBe(`unix:${sock}`);
     const st = statSync(sock);
     expect(st.isSocket()).toBe(true);
@@ -341,7 +325,7 @@ describeWithServer('cgi-fcgi', 'tsgi fastcgi on a unix socket', () => {
   });
 
   test('--socket-mode 0600 and --socket-owner (root only: given to nobody)', async (ctx) => {
-    const sock = join(dir, 'owner.sock');
+    const sock = join(dir(), 'owner.sock');
     const root = process.getuid?.() === 0;
     const args = ['fastcgi', '--listen', sock, '--socket-mode', '0600'];
     if (root) args.push('--socket-owner', '65534:65534');
@@ -354,10 +338,10 @@ describeWithServer('cgi-fcgi', 'tsgi fastcgi on a unix socket', () => {
   });
 
   test('a socket a live server answers on is refused (one line, exit 1); a stale one is replaced', async () => {
-    const sock = join(dir, 'busy.sock');
-    const first = procs.start(['fastcgi', '--listen', `unix:${sock}`, 'examples/hello.mjs']);
+    const sock = join(dir(), 'busy.sock');
+    const first = procs.start(onSocket(sock, 'examples/hello.mjs'));
     await first.listening();
-    const r = await runTsgi(['fastcgi', '--listen', `unix:${sock}`, 'examples/hello.mjs']);
+    const r = await runTsgi(onSocket(sock, 'examples/hello.mjs'));
     expect(expectOneLine(r, 1)).toBe(
       `tsgi: cannot listen on ${sock}: ${sock} is in use by a running server; stop it or choose another address with --listen`,
     );
@@ -365,48 +349,24 @@ describeWithServer('cgi-fcgi', 'tsgi fastcgi on a unix socket', () => {
     first.kill('SIGKILL');
     await first.exited;
     expect(statSync(sock).isSocket()).toBe(true);
-    const second = procs.start(['fastcgi', '--listen', `unix:${sock}`, 'examples/hello.mjs']);
+    const second = procs.start(onSocket(sock, 'examples/hello.mjs'));
     await second.listening();
     expect((await cgiFcgi(sock, cgiEnv('/app/'))).stdout.toString('latin1')).toBe(HELLO);
   });
 });
 
 describeWithServer('cgi-fcgi', 'tsgi fastcgi --workers on a unix socket', () => {
-  const procs = tracker();
-  let dir: string;
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'tsgi-cli-fcgi-workers-'));
-  });
-  afterAll(async () => {
-    await procs.stopAll();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { procs, dir } = useProcsInDir('tsgi-cli-fcgi-workers-');
 
   test('a stale socket file is replaced once, by the master: both workers serve; SIGTERM removes the file', async () => {
-    const sock = join(dir, 'workers.sock');
+    const sock = join(dir(), 'workers.sock');
     // A socket file nothing answers on, as a killed server leaves it.
-    const dead = procs.start([
-      'fastcgi',
-      '--listen',
-      `unix:${sock}`,
-      '--socket-mode',
-      '600',
-      'examples/hello.mjs',
-    ]);
+    const dead = procs.start(onSocket(sock, '--socket-mode', '600', 'examples/hello.mjs'));
     await dead.listening();
     dead.kill('SIGKILL');
     await dead.exited;
     expect(statSync(sock).isSocket()).toBe(true);
-    const t = procs.start([
-      'fastcgi',
-      '--listen',
-      `unix:${sock}`,
-      '--socket-mode',
-      '660',
-      '--workers',
-      '2',
-      SLOW,
-    ]);
+    const t = procs.start(onSocket(sock, '--socket-mode', '660', '--workers', '2', SLOW));
     expect(await t.listening()).toMatch(
       new RegExp(`^unix:${sock.replace(/[.]/g, '\\.')} \\(2 workers, master pid [0-9]+\\)$`),
     );
@@ -425,25 +385,10 @@ describeWithServer('cgi-fcgi', 'tsgi fastcgi --workers on a unix socket', () => 
 });
 
 describeWithServer(['nginx', 'curl'], 'tsgi fastcgi behind nginx (fastcgi_pass)', () => {
-  const procs = tracker();
-  let t: Served;
-  beforeAll(async () => {
-    t = procs.start(['fastcgi', ...LISTEN, '--mount', '/app', 'examples/environ.mjs']);
-    await t.listening();
-  });
-  afterAll(() => procs.stopAll());
-  const front = useFront(() => ({
-    server: 'nginx',
-    protocol: 'fastcgi',
-    backend: { host: '127.0.0.1', port: t.port },
-  }));
+  const front = useTsgiBehind('nginx', 'fastcgi', ['--mount', '/app', 'examples/environ.mjs']);
 
   test('curl gets the environ: --mount /app undoes nginx’s whole-path SCRIPT_NAME', async () => {
-    const r = await curl(['-i', front().url('/extra/p%20q?x=1')]);
-    expect(r.code).toBe(0);
-    const text = r.stdout.toString('utf8');
-    const [head, body] = text.split('\r\n\r\n') as [string, string];
-    expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    const { head, body } = await curlOk(front().url('/extra/p%20q?x=1'));
     expect(head).toMatch(/\r\nContent-Type: application\/json\r\n/);
     expect(head).toContain(`\r\nContent-Length: ${Buffer.byteLength(body)}`);
     const e = JSON.parse(body);
@@ -458,29 +403,19 @@ describeWithServer(['nginx', 'curl'], 'tsgi fastcgi behind nginx (fastcgi_pass)'
 
 describeWithServer(['nginx', 'cgi-fcgi', 'curl'], 'tsgi fastcgi on fd 0, under spawn-fcgi', () => {
   describeWithBinary('spawn-fcgi', 'spawn-fcgi', 'spawn-fcgi -n leaves the socket on fd 0', () => {
-    const procs = tracker();
-    let dir: string;
+    const { procs, dir } = useProcsInDir('tsgi-cli-spawnfcgi-');
     let tcp: Served;
     let port: number;
-    /** `spawn-fcgi -n SPAWN_ARGS -- node bin.js fastcgi TSGI_ARGS`: -n execs tsgi in place. */
-    const spawnFcgi = (spawnArgs: string[], tsgiArgs: string[]) =>
-      procs.start(
-        ['-n', ...spawnArgs, '--', process.execPath, BIN, 'fastcgi', ...tsgiArgs],
-        {},
-        findBinary('spawn-fcgi') as string,
-      );
+    /** `spawn-fcgi -n SPAWN_ARGS -- node bin.js fastcgi TSGI_ARGS`. */
+    const spawnTsgiFastcgi = (spawnArgs: string[], tsgiArgs: string[]) =>
+      spawnFcgi(procs, spawnArgs, ['fastcgi', ...tsgiArgs]);
     beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'tsgi-cli-spawnfcgi-'));
       port = await freePort();
-      tcp = spawnFcgi(
+      tcp = spawnTsgiFastcgi(
         ['-a', '127.0.0.1', '-p', String(port)],
         ['--mount', '/app', 'examples/environ.mjs'],
       );
       await tcp.listening();
-    });
-    afterAll(async () => {
-      await procs.stopAll();
-      rmSync(dir, { recursive: true, force: true });
     });
     const front = useFront(() => ({
       server: 'nginx',
@@ -489,8 +424,8 @@ describeWithServer(['nginx', 'cgi-fcgi', 'curl'], 'tsgi fastcgi on fd 0, under s
     }));
 
     test('-s SOCK: listening on fd:0 (unix:SOCK); cgi-fcgi gets hello byte for byte; SIGTERM exits 0', async () => {
-      const sock = join(dir, 'spawned.sock');
-      const t = spawnFcgi(['-s', sock, '-M', '0600'], ['examples/hello.mjs']);
+      const sock = join(dir(), 'spawned.sock');
+      const t = spawnTsgiFastcgi(['-s', sock, '-M', '0600'], ['examples/hello.mjs']);
       expect(await t.listening()).toBe(`fd:0 (unix:${sock})`);
       expect((statSync(sock).mode & 0o777).toString(8)).toBe('600');
       const r = await cgiFcgi(sock, cgiEnv('/app/'));
@@ -513,8 +448,8 @@ describeWithServer(['nginx', 'cgi-fcgi', 'curl'], 'tsgi fastcgi on fd 0, under s
     });
 
     test('an inherited socket with --workers is refused: one line, exit 2', async () => {
-      const t = spawnFcgi(
-        ['-s', join(dir, 'workers.sock')],
+      const t = spawnTsgiFastcgi(
+        ['-s', join(dir(), 'workers.sock')],
         ['--workers', '2', 'examples/hello.mjs'],
       );
       expect(await t.exited).toEqual({ code: 2, signal: null });

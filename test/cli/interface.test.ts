@@ -4,17 +4,17 @@
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { curl, rawExchangeDetailed } from '../harness/clients.js';
-import { describeWithServer, useFront } from '../harness/servers.js';
+import { describeWithServer } from '../harness/servers.js';
 import {
   cgiEnv,
   cgiFcgi,
   ensureBuilt,
   FIXTURES,
   runTsgi,
-  type Served,
   scgiRequest,
   tracker,
 } from './helpers.js';
+import { curlOk, expectOneLine, useTsgiBehind } from './shared.js';
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -72,21 +72,14 @@ describeWithServer('cgi-fcgi', 'tsgi fastcgi --interface, through cgi-fcgi', () 
 describe('--interface: what does not fit is one line, before anything is served', () => {
   test('an export that is no app lists what was found', async () => {
     const r = await runTsgi(['fastcgi', ...LISTEN, join(FIXTURES, 'not-an-app.mjs')]);
-    expect(r.code).toBe(1);
-    expect(r.stdout.length).toBe(0);
-    const lines = r.stderr.trimEnd().split('\n');
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(
+    expect(expectOneLine(r, 1)).toMatch(
       /^tsgi: \S+not-an-app\.mjs:default is object, not an application: found an object with keys \[routes, port\]; expected a tsgi app .*pass --interface tsgi\|fetch\|node$/,
     );
   });
 
   test('--interface node on a Hono app says what the export is', async () => {
     const r = await runTsgi(['scgi', ...LISTEN, '--interface', 'node', HONO]);
-    expect(r.code).toBe(1);
-    const lines = r.stderr.trimEnd().split('\n');
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(
+    expect(expectOneLine(r, 1)).toMatch(
       /hono\.mjs:default: --interface node: the export is an instance of Hono with keys \[.*\]; expected a \(req, res\) listener/,
     );
   });
@@ -99,9 +92,7 @@ describe('--interface: what does not fit is one line, before anything is served'
       'fetch',
       join(FIXTURES, 'not-an-app.mjs'),
     ]);
-    expect(r.code).toBe(1);
-    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
-    expect(r.stderr).toContain(
+    expect(expectOneLine(r, 1)).toContain(
       '--interface fetch: the export is an object with keys [routes, port]; expected a function (request) => Response or an object with a fetch(request) method',
     );
   });
@@ -155,23 +146,10 @@ describe('tsgi scgi: an Express app is detected (node interface)', () => {
 });
 
 describeWithServer(['nginx', 'curl'], 'a Hono app under tsgi fastcgi behind nginx', () => {
-  const procs = tracker();
-  let t: Served;
-  beforeAll(async () => {
-    t = procs.start(['fastcgi', ...LISTEN, '--mount', '/app', '--strip-mount', HONO]);
-    await t.listening();
-  });
-  afterAll(() => procs.stopAll());
-  const front = useFront(() => ({
-    server: 'nginx',
-    protocol: 'fastcgi',
-    backend: { host: '127.0.0.1', port: t.port },
-  }));
+  const front = useTsgiBehind('nginx', 'fastcgi', ['--mount', '/app', '--strip-mount', HONO]);
 
   test('curl /app/hello reaches the route /hello; an unknown path gets Hono’s 404', async () => {
-    const ok = await curl(['-i', front().url('/hello')]);
-    const text = ok.stdout.toString('latin1');
-    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    const { text } = await curlOk(front().url('/hello'));
     expect(text).toMatch(/\r\nContent-Type: text\/plain;charset=UTF-8\r\n/i);
     expect(text.endsWith('\r\n\r\nhono: hello')).toBe(true);
     const missing = await curl(['-s', '-w', '\n%{http_code}', front().url('/nope')]);

@@ -2,14 +2,12 @@
 // SCGI netstring written by hand, the response read byte for byte) and behind real
 // lighttpd mod_scgi and nginx scgi_pass with curl.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { curl, rawExchangeDetailed } from '../harness/clients.js';
-import { describeWithServer, findBinary, useFront } from '../harness/servers.js';
+import { describeWithServer, useFront } from '../harness/servers.js';
 import {
-  BIN,
   describeWithBinary,
   ensureBuilt,
   exchange,
@@ -20,6 +18,7 @@ import {
   sha256,
   tracker,
 } from './helpers.js';
+import { curlOk, spawnFcgi, useProcsInDir, useTsgiBehind, withBusyPort } from './shared.js';
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -169,40 +168,21 @@ describe('tsgi scgi: bad values and listen failures are one line', () => {
   });
 
   test('an address in use: exactly one line, exit 1', async () => {
-    const busy: Server = createServer();
-    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
-    const port = (busy.address() as { port: number }).port;
-    try {
+    await withBusyPort(async (port) => {
       const r = await runTsgi(['scgi', '--listen', `127.0.0.1:${port}`, 'examples/hello.mjs']);
       expect(r.code).toBe(1);
       expect(r.stderr).toBe(
         `tsgi: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE); stop what uses it or choose another address with --listen\n`,
       );
-    } finally {
-      busy.close();
-    }
+    });
   });
 });
 
 describeWithServer(['lighttpd', 'curl'], 'tsgi scgi behind lighttpd mod_scgi', () => {
-  const procs = tracker();
-  let t: Served;
-  beforeAll(async () => {
-    t = procs.start(['scgi', ...LISTEN, join(FIXTURES, 'echo.mjs')]);
-    await t.listening();
-  });
-  afterAll(() => procs.stopAll());
-  const front = useFront(() => ({
-    server: 'lighttpd',
-    protocol: 'scgi',
-    backend: { host: '127.0.0.1', port: t.port },
-  }));
+  const front = useTsgiBehind('lighttpd', 'scgi', [join(FIXTURES, 'echo.mjs')]);
 
   test('GET: lighttpd’s split reaches the app as it is (no --mount needed)', async () => {
-    const r = await curl(['-i', front().url('/extra/p%20q?x=1')]);
-    expect(r.code).toBe(0);
-    const [head, body] = r.stdout.toString('utf8').split('\r\n\r\n') as [string, string];
-    expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    const { head, body } = await curlOk(front().url('/extra/p%20q?x=1'));
     expect(head).toMatch(/\r\nContent-Type: application\/json(\r\n|$)/);
     const e = JSON.parse(body);
     expect(e.vars.SCRIPT_NAME).toBe('/app');
@@ -232,12 +212,10 @@ describeWithServer(['lighttpd', 'curl'], 'tsgi scgi behind lighttpd mod_scgi', (
 });
 
 describeWithServer(['nginx', 'curl'], 'tsgi scgi behind nginx scgi_pass, on a unix socket', () => {
-  const procs = tracker();
-  let dir: string;
+  const { procs, dir } = useProcsInDir('tsgi-cli-scgi-nginx-');
   let sock: string;
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tsgi-cli-scgi-nginx-'));
-    sock = join(dir, 'app.sock');
+    sock = join(dir(), 'app.sock');
     const t = procs.start([
       'scgi',
       '--listen',
@@ -250,17 +228,10 @@ describeWithServer(['nginx', 'curl'], 'tsgi scgi behind nginx scgi_pass, on a un
     ]);
     expect(await t.listening()).toBe(`unix:${sock}`);
   });
-  afterAll(async () => {
-    await procs.stopAll();
-    rmSync(dir, { recursive: true, force: true });
-  });
   const front = useFront(() => ({ server: 'nginx', protocol: 'scgi', backend: { socket: sock } }));
 
   test('nginx’s stock scgi_params send no SCRIPT_NAME/PATH_INFO: --mount /app splits REQUEST_URI', async () => {
-    const r = await curl(['-i', front().url('/extra/p%20q?x=1')]);
-    expect(r.code).toBe(0);
-    const [head, body] = r.stdout.toString('utf8').split('\r\n\r\n') as [string, string];
-    expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    const { head, body } = await curlOk(front().url('/extra/p%20q?x=1'));
     expect(head).toContain(`\r\nContent-Length: ${Buffer.byteLength(body)}`);
     const e = JSON.parse(body);
     expect([e.SCRIPT_NAME, e.PATH_INFO, e.QUERY_STRING]).toEqual(['/app', '/extra/p q', 'x=1']);
@@ -270,23 +241,11 @@ describeWithServer(['nginx', 'curl'], 'tsgi scgi behind nginx scgi_pass, on a un
 });
 
 describeWithBinary('spawn-fcgi', 'spawn-fcgi', 'tsgi scgi on fd 0 (spawn-fcgi -n -s SOCK)', () => {
-  const procs = tracker();
-  let dir: string;
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'tsgi-cli-scgi-fd0-'));
-  });
-  afterAll(async () => {
-    await procs.stopAll();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { procs, dir } = useProcsInDir('tsgi-cli-scgi-fd0-');
 
   test('listening on fd:0 (unix:SOCK); a netstring over the socket gets hello byte for byte', async () => {
-    const sock = join(dir, 'scgi.sock');
-    const t = procs.start(
-      ['-n', '-s', sock, '--', process.execPath, BIN, 'scgi', 'examples/hello.mjs'],
-      {},
-      findBinary('spawn-fcgi') as string,
-    );
+    const sock = join(dir(), 'scgi.sock');
+    const t = spawnFcgi(procs, ['-s', sock], ['scgi', 'examples/hello.mjs']);
     expect(await t.listening()).toBe(`fd:0 (unix:${sock})`);
     const res = await exchange(sock, scgiRequest(vars('/app/', ['/app', '/'])));
     expect(res.toString('latin1')).toBe(

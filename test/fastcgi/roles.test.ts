@@ -224,6 +224,15 @@ const basic = (user: string, password: string): [string, string] => [
 /** A 64 KiB body with every byte value. */
 const UPLOAD = Buffer.from(Array.from({ length: 65536 }, (_, i) => (i * 7 + 3) & 0xff));
 
+/** POSTs UPLOAD to `path` with the good token: a 200 from the responder, which got all of it. */
+async function postUpload(port: number, path: string): Promise<Echo> {
+  const res = await httpRequest({ port, method: 'POST', path, headers: [bearer()], body: UPLOAD });
+  expect(res.status).toBe(200);
+  const echo = JSON.parse(res.body.toString()) as Echo;
+  expect(echo).toMatchObject({ bodyBytes: UPLOAD.length, md5: md5(UPLOAD) });
+  return echo;
+}
+
 interface Raw {
   statusLine: string;
   headers: Array<[string, string]>;
@@ -255,9 +264,70 @@ async function raw(port: number, target: string, headers: Array<[string, string]
 
 const names = (hs: Array<[string, string]>) => hs.map(([k]) => k.toLowerCase());
 
+/** GET /app/x with `headers` and `X-Case: xCase` (it picks one of the authorizer's answers). */
+const getCase = (port: number, xCase: string, headers: Array<[string, string]> = []) =>
+  httpRequest({ port, path: '/app/x', headers: [...headers, ['X-Case', xCase]] });
+
 async function writeStaticFile(dir: string) {
   await mkdir(join(dir, 'htdocs', 'files'), { recursive: true, mode: 0o755 });
   await writeFile(join(dir, 'htdocs', 'files', 'doc.txt'), STATIC_TEXT, { mode: 0o644 });
+}
+
+// ---- what lighttpd and Apache do alike -----------------------------------------------------
+
+/**
+ * GET /app/x?y=1 with the good token: the responder runs as alice of admins, with the
+ * Variable-* headers as params only (no HTTP_VARIABLE_* request header), after one
+ * authorizer call. That call saw the request line and the token, no body and no
+ * SCRIPT_NAME or PATH_INFO from the server (S6.3: the core takes the path from REQUEST_URI),
+ * and the server's own params `serverParams`.
+ */
+async function expectAllowed(port: number, serverParams: Partial<AuthCall>) {
+  const res = await httpRequest({ port, path: '/app/x?y=1', headers: [bearer()] });
+  expect(res.status).toBe(200);
+  const echo = JSON.parse(res.body.toString()) as Echo;
+  expect(echo).toMatchObject({ role: 'responder', remoteUser: 'alice', group: 'admins' });
+  expect(echo.variableHeaders).toEqual([]);
+  expect(authCalls).toHaveLength(1);
+  expect(authCalls[0]).toMatchObject({
+    role: 'authorizer',
+    method: 'GET',
+    uri: '/app/x?y=1',
+    scriptName: '',
+    pathInfo: '/app/x',
+    query: 'y=1',
+    authorization: `Bearer ${GOOD_TOKEN}`,
+    contentLength: undefined,
+    bodyBytes: 0,
+    ...serverParams,
+  });
+}
+
+/** The tests whose outcome is the same behind lighttpd and Apache, for the block's `front`. */
+function itBehavesAsEveryAuthorizerServer(front: () => { port: number }) {
+  it('one connection per check: no FCGI_KEEP_CONN', async () => {
+    const before = authConnections;
+    for (let i = 0; i < 3; i++) {
+      const res = await httpRequest({ port: front().port, path: '/app/x', headers: [bearer()] });
+      expect(res.status).toBe(200);
+    }
+    expect(authConnections - before).toBe(3);
+  });
+
+  it('a POST: the authorizer gets neither body nor CONTENT_LENGTH; the responder gets the whole body', async () => {
+    const echo = await postUpload(front().port, '/app/upload');
+    expect(echo).toMatchObject({ method: 'POST', remoteUser: 'alice' });
+    expect(authCalls).toEqual([
+      expect.objectContaining({ method: 'POST', contentLength: undefined, bodyBytes: 0 }),
+    ]);
+  });
+
+  it('an authorizer that throws denies with its 500 (fail closed)', async () => {
+    const res = await getCase(front().port, 'throw', [bearer()]);
+    expect(res.status).toBe(500);
+    expect(res.body.toString()).toBe('Internal Server Error\n');
+    expect(responderCalls).toEqual([]);
+  });
 }
 
 // ---- lighttpd ------------------------------------------------------------------------------
@@ -281,61 +351,11 @@ describeWithServer(
     beforeAll(async () => writeStaticFile(front().dir));
 
     it('allowed: the responder runs, with Variable-REMOTE_USER and Variable-TSGI_GROUP as its params', async () => {
-      const res = await httpRequest({
-        port: front().port,
-        path: '/app/x?y=1',
-        headers: [bearer()],
-      });
-      expect(res.status).toBe(200);
-      const echo = JSON.parse(res.body.toString()) as Echo;
-      expect(echo).toMatchObject({ role: 'responder', remoteUser: 'alice', group: 'admins' });
-      // Params only: no HTTP_VARIABLE_* request header.
-      expect(echo.variableHeaders).toEqual([]);
-      expect(authCalls).toHaveLength(1);
-      expect(authCalls[0]).toMatchObject({
-        role: 'authorizer',
-        method: 'GET',
-        uri: '/app/x?y=1',
-        // No SCRIPT_NAME or PATH_INFO from the server (S6.3): the core takes the path from REQUEST_URI.
-        scriptName: '',
-        pathInfo: '/app/x',
-        query: 'y=1',
-        authorization: `Bearer ${GOOD_TOKEN}`,
-        contentLength: undefined,
-        bodyBytes: 0,
-        // lighttpd sends no FCGI_ROLE param (Apache does).
-        fcgiRole: undefined,
-      });
+      // lighttpd sends no FCGI_ROLE param (Apache does).
+      await expectAllowed(front().port, { fcgiRole: undefined });
     });
 
-    it('one connection per check: no FCGI_KEEP_CONN', async () => {
-      const before = authConnections;
-      for (let i = 0; i < 3; i++) {
-        const res = await httpRequest({ port: front().port, path: '/app/x', headers: [bearer()] });
-        expect(res.status).toBe(200);
-      }
-      expect(authConnections - before).toBe(3);
-    });
-
-    it('a POST: the authorizer gets neither body nor CONTENT_LENGTH; the responder gets the whole body', async () => {
-      const res = await httpRequest({
-        port: front().port,
-        method: 'POST',
-        path: '/app/upload',
-        headers: [bearer()],
-        body: UPLOAD,
-      });
-      expect(res.status).toBe(200);
-      expect(JSON.parse(res.body.toString())).toMatchObject({
-        method: 'POST',
-        bodyBytes: UPLOAD.length,
-        md5: md5(UPLOAD),
-        remoteUser: 'alice',
-      });
-      expect(authCalls).toEqual([
-        expect.objectContaining({ method: 'POST', contentLength: undefined, bodyBytes: 0 }),
-      ]);
-    });
+    itBehavesAsEveryAuthorizerServer(front);
 
     it("denied: the authorizer's status, headers and body go to the client byte for byte", async () => {
       const r = await raw(front().port, '/app/x');
@@ -354,27 +374,19 @@ describeWithServer(
 
     it('denied with a binary, a 10 000-byte or a streamed body: passed on unchanged', async () => {
       const port = front().port;
-      const bin = await httpRequest({ port, path: '/app/x', headers: [['X-Case', 'binary']] });
+      const bin = await getCase(port, 'binary');
       expect(bin.status).toBe(403);
       expect(bin.body.equals(BINARY)).toBe(true);
-      const big = await httpRequest({ port, path: '/app/x', headers: [['X-Case', 'big']] });
+      const big = await getCase(port, 'big');
       expect(big.body.equals(BIG)).toBe(true);
-      const streamed = await httpRequest({
-        port,
-        path: '/app/x',
-        headers: [['X-Case', 'streamed']],
-      });
+      const streamed = await getCase(port, 'streamed');
       expect(streamed.status).toBe(403);
       expect(streamed.body.toString()).toBe('part one\npart two\n');
       expect(responderCalls).toEqual([]);
     });
 
     it("a 200's other headers and body are dropped: only Variable-* is used", async () => {
-      const res = await httpRequest({
-        port: front().port,
-        path: '/app/x',
-        headers: [bearer(), ['X-Case', 'extra-headers']],
-      });
+      const res = await getCase(front().port, 'extra-headers', [bearer()]);
       expect(res.status).toBe(200);
       expect(res.headers('x-leak')).toBeUndefined();
       expect(res.headers('etag')).toBeUndefined();
@@ -393,17 +405,6 @@ describeWithServer(
       const no = await httpRequest({ port, path: '/files/doc.txt' });
       expect(no.status).toBe(401);
       expect(no.body.toString()).toBe(DENY_BODY);
-    });
-
-    it('an authorizer that throws denies with its 500 (fail closed)', async () => {
-      const res = await httpRequest({
-        port: front().port,
-        path: '/app/x',
-        headers: [bearer(), ['X-Case', 'throw']],
-      });
-      expect(res.status).toBe(500);
-      expect(res.body.toString()).toBe('Internal Server Error\n');
-      expect(responderCalls).toEqual([]);
     });
   },
 );
@@ -489,56 +490,15 @@ ProxyPass "/basic" "fcgi://127.0.0.1:${responder.port}"
   beforeAll(async () => writeStaticFile(front().dir));
 
   it('allowed: the responder runs as the user of UserExpr, with Variable-TSGI_GROUP as a param', async () => {
-    const res = await httpRequest({ port: front().port, path: '/app/x?y=1', headers: [bearer()] });
-    expect(res.status).toBe(200);
-    const echo = JSON.parse(res.body.toString()) as Echo;
-    expect(echo).toMatchObject({ role: 'responder', remoteUser: 'alice', group: 'admins' });
-    expect(echo.variableHeaders).toEqual([]);
-    expect(authCalls).toHaveLength(1);
-    expect(authCalls[0]).toMatchObject({
-      role: 'authorizer',
+    // Authorization only with CGIPassAuth On.
+    await expectAllowed(front().port, {
       fcgiRole: 'AUTHORIZER',
       apacheRole: 'AUTHENTICATOR',
-      method: 'GET',
-      uri: '/app/x?y=1',
-      scriptName: '',
-      pathInfo: '/app/x',
-      query: 'y=1',
-      // Only with CGIPassAuth On.
-      authorization: `Bearer ${GOOD_TOKEN}`,
       remotePasswd: undefined,
-      contentLength: undefined,
-      bodyBytes: 0,
     });
   });
 
-  it('one connection per check: no FCGI_KEEP_CONN', async () => {
-    const before = authConnections;
-    for (let i = 0; i < 3; i++) {
-      const res = await httpRequest({ port: front().port, path: '/app/x', headers: [bearer()] });
-      expect(res.status).toBe(200);
-    }
-    expect(authConnections - before).toBe(3);
-  });
-
-  it('a POST: the authorizer gets neither body nor CONTENT_LENGTH; the responder gets the whole body', async () => {
-    const res = await httpRequest({
-      port: front().port,
-      method: 'POST',
-      path: '/app/upload',
-      headers: [bearer()],
-      body: UPLOAD,
-    });
-    expect(res.status).toBe(200);
-    expect(JSON.parse(res.body.toString())).toMatchObject({
-      bodyBytes: UPLOAD.length,
-      md5: md5(UPLOAD),
-      remoteUser: 'alice',
-    });
-    expect(authCalls).toEqual([
-      expect.objectContaining({ method: 'POST', contentLength: undefined, bodyBytes: 0 }),
-    ]);
-  });
+  itBehavesAsEveryAuthorizerServer(front);
 
   it("denied: the authorizer's status, headers and body reach the client, but Content-Type is Apache's", async () => {
     const r = await raw(front().port, '/app/x');
@@ -554,25 +514,21 @@ ProxyPass "/basic" "fcgi://127.0.0.1:${responder.port}"
 
   it('the denial body is cut: only the first FCGI_STDOUT record, at most 8 KiB, up to the first NUL', async () => {
     const port = front().port;
-    const streamed = await httpRequest({ port, path: '/app/x', headers: [['X-Case', 'streamed']] });
+    const streamed = await getCase(port, 'streamed');
     expect(streamed.status).toBe(403);
     expect(streamed.body.toString()).toBe('part one\n');
-    const big = await httpRequest({ port, path: '/app/x', headers: [['X-Case', 'big']] });
+    const big = await getCase(port, 'big');
     expect(big.status).toBe(403);
     expect(big.body.length).toBeGreaterThan(0);
     expect(big.body.length).toBeLessThan(8192);
     expect(BIG.subarray(0, big.body.length).equals(big.body)).toBe(true);
-    const bin = await httpRequest({ port, path: '/app/x', headers: [['X-Case', 'binary']] });
+    const bin = await getCase(port, 'binary');
     expect(bin.status).toBe(403);
     expect(bin.body.length).toBe(0); // BINARY starts with a NUL byte
   });
 
   it("a 200's other headers are kept: they reach the client with the protected response", async () => {
-    const res = await httpRequest({
-      port: front().port,
-      path: '/app/x',
-      headers: [bearer(), ['X-Case', 'extra-headers']],
-    });
+    const res = await getCase(front().port, 'extra-headers', [bearer()]);
     expect(res.status).toBe(200);
     // The proxied app sent no ETag: the authorizer's stands for the app's response.
     expect(res.headers('x-leak')).toBe('from-authorizer');
@@ -659,17 +615,6 @@ ProxyPass "/basic" "fcgi://127.0.0.1:${responder.port}"
     expect(authCalls.map((c) => c.apacheRole)).toEqual(['AUTHENTICATOR', 'AUTHORIZER']);
     expect(responderCalls).toEqual([]);
   });
-
-  it('an authorizer that throws denies with its 500 (fail closed)', async () => {
-    const res = await httpRequest({
-      port: front().port,
-      path: '/app/x',
-      headers: [bearer(), ['X-Case', 'throw']],
-    });
-    expect(res.status).toBe(500);
-    expect(res.body.toString()).toBe('Internal Server Error\n');
-    expect(responderCalls).toEqual([]);
-  });
 });
 
 // ---- nginx: auth_request, the alternative ---------------------------------------------------
@@ -717,20 +662,8 @@ ${DEBIAN_FASTCGI_PARAMS}
     }));
 
     it('allowed: the check runs as a Responder; Variable-* reach the app through auth_request_set', async () => {
-      const res = await httpRequest({
-        port: front().port,
-        method: 'POST',
-        path: '/guarded/x?y=1',
-        headers: [bearer()],
-        body: UPLOAD,
-      });
-      expect(res.status).toBe(200);
-      expect(JSON.parse(res.body.toString())).toMatchObject({
-        authUser: 'alice',
-        group: 'admins',
-        bodyBytes: UPLOAD.length,
-        md5: md5(UPLOAD),
-      });
+      const echo = await postUpload(front().port, '/guarded/x?y=1');
+      expect(echo).toMatchObject({ authUser: 'alice', group: 'admins' });
       expect(authCalls).toEqual([
         expect.objectContaining({
           role: 'responder',

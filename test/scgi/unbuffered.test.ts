@@ -59,18 +59,17 @@ describeWithServer(['nginx'], 'scgi behind nginx with scgi_request_buffering off
       requestBuffering: false,
     };
   });
+  /** POSTs `body` to `path` through nginx, the logs cleared first: a 200; what the app saw. */
+  const post = async (path: string, body: Buffer, chunked = false) => {
+    probe.logs.length = 0;
+    const r = await httpRequest({ port: front().port, method: 'POST', path, body, chunked });
+    expect(r.status).toBe(200);
+    return { r, s: seen.at(-1) as Seen };
+  };
 
   it('a POST with Content-Length: nginx 1.22 sends the bytes it had as CONTENT_LENGTH; the adapter trusts it and the core warns', async () => {
     const body = Buffer.alloc(100_000, 0x61);
-    probe.logs.length = 0;
-    const r = await httpRequest({
-      port: front().port,
-      method: 'POST',
-      path: '/app/len',
-      body,
-    });
-    expect(r.status).toBe(200);
-    const s = seen.at(-1) as Seen;
+    const { r, s } = await post('/app/len', body);
     const cl = Number(s.contentLength);
     // Measured with nginx 1.22.1: CONTENT_LENGTH is what nginx had read of the body when it
     // connected (0 or a few KiB), not the 100000 of the request; the real length is only in
@@ -91,16 +90,7 @@ describeWithServer(['nginx'], 'scgi behind nginx with scgi_request_buffering off
 
   it('a chunked POST: nginx buffers it anyway (SCGI needs a length) and sends the right CONTENT_LENGTH', async () => {
     const body = Buffer.alloc(50_000, 0x62);
-    probe.logs.length = 0;
-    const r = await httpRequest({
-      port: front().port,
-      method: 'POST',
-      path: '/app/chunked',
-      body,
-      chunked: true,
-    });
-    expect(r.status).toBe(200);
-    const s = seen.at(-1) as Seen;
+    const { s } = await post('/app/chunked', body, true);
     expect(s).toEqual({
       contentLength: String(body.length),
       httpContentLength: false,

@@ -359,6 +359,30 @@ function streamOf(records: typeof STREAM_RECORDS): Buffer {
   );
 }
 
+/**
+ * Runs `check` (fast-check, `numRuns` runs) on up to 8 records, with types and request ids from
+ * `fields`, up to 300 bytes of content and any padding, and their stream cut anywhere.
+ */
+function forAnyRecordsInAnySplit(
+  fields: { type: fc.Arbitrary<number>; requestId: fc.Arbitrary<number> },
+  numRuns: number,
+  check: (recs: typeof STREAM_RECORDS, chunks: Uint8Array[]) => void,
+): void {
+  const record = fc.record({
+    ...fields,
+    content: fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
+    pad: fc.integer({ min: 0, max: 255 }),
+  });
+  fc.assert(
+    fc.property(
+      fc.array(record, { maxLength: 8 }),
+      fc.array(fc.nat(5000), { maxLength: 20 }),
+      (recs, cuts) => check(recs, splitAt(streamOf(recs), cuts)),
+    ),
+    { numRuns },
+  );
+}
+
 const STREAM = streamOf(STREAM_RECORDS);
 const EXPECTED = STREAM_RECORDS.map((r) => ({
   type: r.type,
@@ -397,28 +421,18 @@ describe('RecordParser (S3.3)', () => {
   });
 
   it('parses any records in any split (fast-check)', () => {
-    const record = fc.record({
+    const fields = {
       type: fc.integer({ min: 0, max: 255 }),
       requestId: fc.integer({ min: 0, max: 65535 }),
-      content: fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
-      pad: fc.integer({ min: 0, max: 255 }),
+    };
+    forAnyRecordsInAnySplit(fields, 200, (recs, chunks) => {
+      const expected = recs.map((r) => ({
+        type: r.type,
+        requestId: r.requestId,
+        content: toHex(r.content),
+      }));
+      expect(parseAll(chunks)).toEqual(expected);
     });
-    fc.assert(
-      fc.property(
-        fc.array(record, { maxLength: 8 }),
-        fc.array(fc.nat(5000), { maxLength: 20 }),
-        (recs, cuts) => {
-          const bytes = streamOf(recs);
-          const expected = recs.map((r) => ({
-            type: r.type,
-            requestId: r.requestId,
-            content: toHex(r.content),
-          }));
-          expect(parseAll(splitAt(bytes, cuts))).toEqual(expected);
-        },
-      ),
-      { numRuns: 200 },
-    );
   });
 
   it('assembles a 65535-byte record split across pushes once, and retains only that record', () => {
@@ -444,57 +458,47 @@ describe('RecordParser (S3.3)', () => {
 
   it('streamTypes: a stream record that spans pushes comes in non-empty pieces, views of the chunks (fast-check)', () => {
     const STREAMS = [FCGI_PARAMS, FCGI_STDIN, FCGI_DATA];
-    const record = fc.record({
+    const fields = {
       type: fc.constantFrom(FCGI_BEGIN_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_DATA, 20),
       requestId: fc.integer({ min: 0, max: 3 }),
-      content: fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
-      pad: fc.integer({ min: 0, max: 255 }),
+    };
+    forAnyRecordsInAnySplit(fields, 300, (recs, chunks) => {
+      const p = new RecordParser({ streamTypes: STREAMS });
+      const got: FastcgiRecord[] = [];
+      for (const c of chunks) {
+        for (const r of p.push(c)) {
+          got.push(r);
+          // Every stream piece is a view of the chunk it came in: nothing was copied.
+          if (STREAMS.includes(r.type) && r.content.length > 0)
+            expect(r.content.buffer).toBe(c.buffer);
+        }
+      }
+      p.end();
+      // Pieces of one record are adjacent; joined, they are the records.
+      const joined: Array<{ type: number; requestId: number; content: string }> = [];
+      let i = 0;
+      for (const r of recs) {
+        let hexed = '';
+        if (!STREAMS.includes(r.type) || r.content.length === 0) {
+          hexed = toHex(got[i++]!.content);
+        } else {
+          let n = 0;
+          while (n < r.content.length) {
+            const piece = got[i++]!;
+            expect(piece.type).toBe(r.type);
+            expect(piece.requestId).toBe(r.requestId);
+            expect(piece.content.length).toBeGreaterThan(0);
+            hexed += toHex(piece.content);
+            n += piece.content.length;
+          }
+        }
+        joined.push({ type: r.type, requestId: r.requestId, content: hexed });
+      }
+      expect(i).toBe(got.length);
+      expect(joined).toEqual(
+        recs.map((r) => ({ type: r.type, requestId: r.requestId, content: toHex(r.content) })),
+      );
     });
-    fc.assert(
-      fc.property(
-        fc.array(record, { maxLength: 8 }),
-        fc.array(fc.nat(5000), { maxLength: 20 }),
-        (recs, cuts) => {
-          const chunks = splitAt(streamOf(recs), cuts);
-          const p = new RecordParser({ streamTypes: STREAMS });
-          const got: FastcgiRecord[] = [];
-          for (const c of chunks) {
-            for (const r of p.push(c)) {
-              got.push(r);
-              // Every stream piece is a view of the chunk it came in: nothing was copied.
-              if (STREAMS.includes(r.type) && r.content.length > 0)
-                expect(r.content.buffer).toBe(c.buffer);
-            }
-          }
-          p.end();
-          // Pieces of one record are adjacent; joined, they are the records.
-          const joined: Array<{ type: number; requestId: number; content: string }> = [];
-          let i = 0;
-          for (const r of recs) {
-            let hexed = '';
-            if (!STREAMS.includes(r.type) || r.content.length === 0) {
-              hexed = toHex(got[i++]!.content);
-            } else {
-              let n = 0;
-              while (n < r.content.length) {
-                const piece = got[i++]!;
-                expect(piece.type).toBe(r.type);
-                expect(piece.requestId).toBe(r.requestId);
-                expect(piece.content.length).toBeGreaterThan(0);
-                hexed += toHex(piece.content);
-                n += piece.content.length;
-              }
-            }
-            joined.push({ type: r.type, requestId: r.requestId, content: hexed });
-          }
-          expect(i).toBe(got.length);
-          expect(joined).toEqual(
-            recs.map((r) => ({ type: r.type, requestId: r.requestId, content: toHex(r.content) })),
-          );
-        },
-      ),
-      { numRuns: 300 },
-    );
   });
 
   it('streamTypes: a 65535-byte FCGI_STDIN record split across pushes is never assembled', () => {
@@ -680,7 +684,13 @@ describe('ParamsDecoder (S3.4, S5.2)', () => {
     }
   });
 
-  it('decodes any pairs in any split (fast-check)', () => {
+  /**
+   * Runs `check` (fast-check, 200 runs) on up to 10 pairs, names of any bytes up to 140 (1- and
+   * 4-byte lengths) and values short or over 127 bytes, and their encoding cut anywhere.
+   */
+  function forAnyPairsInAnySplit(
+    check: (pairs: Array<[string, Uint8Array]>, chunks: Uint8Array[]) => void,
+  ): void {
     const pair = fc.tuple(
       fc.uint8Array({ maxLength: 140 }).map((u) => Buffer.from(u).toString('latin1')),
       fc.oneof(fc.uint8Array({ maxLength: 20 }), fc.uint8Array({ minLength: 120, maxLength: 400 })),
@@ -689,37 +699,28 @@ describe('ParamsDecoder (S3.4, S5.2)', () => {
       fc.property(
         fc.array(pair, { maxLength: 10 }),
         fc.array(fc.nat(6000), { maxLength: 15 }),
-        (pairs, cuts) => {
-          const bytes = encodeNameValuePairs(pairs);
-          const got = decodeChunks(splitAt(bytes, cuts));
-          expect(got.map(([n, v]) => [n, toHex(v)])).toEqual(pairs.map(([n, v]) => [n, toHex(v)]));
-        },
+        (pairs, cuts) => check(pairs, splitAt(encodeNameValuePairs(pairs), cuts)),
       ),
       { numRuns: 200 },
     );
+  }
+
+  it('decodes any pairs in any split (fast-check)', () => {
+    forAnyPairsInAnySplit((pairs, chunks) => {
+      const got = decodeChunks(chunks);
+      expect(got.map(([n, v]) => [n, toHex(v)])).toEqual(pairs.map(([n, v]) => [n, toHex(v)]));
+    });
   });
 
   it('pushText gives the same pairs as latin-1 strings, byte for byte, in any split (fast-check)', () => {
-    const pair = fc.tuple(
-      fc.uint8Array({ maxLength: 140 }).map((u) => Buffer.from(u).toString('latin1')),
-      fc.oneof(fc.uint8Array({ maxLength: 20 }), fc.uint8Array({ minLength: 120, maxLength: 400 })),
-    );
-    fc.assert(
-      fc.property(
-        fc.array(pair, { maxLength: 10 }),
-        fc.array(fc.nat(6000), { maxLength: 15 }),
-        (pairs, cuts) => {
-          const bytes = encodeNameValuePairs(pairs);
-          const d = new ParamsDecoder();
-          const got: Array<[string, string]> = [];
-          for (const c of splitAt(bytes, cuts)) got.push(...d.pushText(c));
-          d.end();
-          expect(got).toEqual(pairs.map(([n, v]) => [n, Buffer.from(v).toString('latin1')]));
-          expect(d.count).toBe(pairs.length);
-        },
-      ),
-      { numRuns: 200 },
-    );
+    forAnyPairsInAnySplit((pairs, chunks) => {
+      const d = new ParamsDecoder();
+      const got: Array<[string, string]> = [];
+      for (const c of chunks) got.push(...d.pushText(c));
+      d.end();
+      expect(got).toEqual(pairs.map(([n, v]) => [n, Buffer.from(v).toString('latin1')]));
+      expect(d.count).toBe(pairs.length);
+    });
     // The fixed cases too: 4-byte lengths, empty names and values, non-UTF-8 bytes.
     const d = new ParamsDecoder();
     const text = d.pushText(BYTES);
