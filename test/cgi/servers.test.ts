@@ -7,8 +7,6 @@
 // docs/deploy/cgi.md. Assertions pin what the servers really do (research/real-servers.md
 // has the earlier measurements; differences are noted where they occur).
 import { Buffer } from 'node:buffer';
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,79 +15,27 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleFile, REPO_ROOT } from '../../packages/cgi/test/helpers.js';
 import { messageHeaders } from '../conformance/cases.js';
-import { frontTarget } from '../conformance/front.js';
-import { runConformance, type Target } from '../conformance/suite.js';
+import { runFrontConformance } from '../conformance/front.js';
+import { getThenHead } from '../fastcgi/probe-tests.js';
+import { inPieces, md5, patternBody, serverVersion } from '../fastcgi/shared.js';
 import { httpRequest, rawExchangeDetailed } from '../harness/clients.js';
-import {
-  describeWithServer,
-  type FrontHandle,
-  type FrontOptions,
-  findBinary,
-  type ToolName,
-  useFront,
-} from '../harness/servers.js';
+import { describeFronts, errorLogWith, frontSpec, useSpecFronts } from '../harness/fronts.js';
+import type { FrontHandle } from '../harness/servers.js';
 import { IDENTITY_TEXT, REDIRECT_TARGET } from './extras.js';
 import { parseRawResponse } from './raw.js';
 
-interface FrontSpec {
-  id: string;
-  label: string;
-  server: FrontOptions['server'];
-  tools: ToolName[];
-  options: Partial<FrontOptions>;
-  /** The same front with the server's compression on. */
-  compression: Partial<FrontOptions>;
-}
-
-const FRONTS: FrontSpec[] = [
-  {
-    id: 'apache-cgid-event',
-    label: 'Apache mod_cgid (mpm_event)',
-    server: 'apache',
-    tools: ['apache'],
-    options: { mpm: 'event' },
-    compression: { mpm: 'event', deflate: true },
-  },
-  {
-    id: 'apache-cgi-prefork',
-    label: 'Apache mod_cgi (mpm_prefork)',
-    server: 'apache',
-    tools: ['apache'],
-    options: { mpm: 'prefork' },
-    compression: { mpm: 'prefork', deflate: true },
-  },
-  {
-    id: 'apache-cgid-trust-cl',
-    label: 'Apache mod_cgid, ap_trust_cgilike_cl',
-    server: 'apache',
-    tools: ['apache'],
-    options: { mpm: 'event', trustCgiLikeCl: true },
-    compression: { mpm: 'event', trustCgiLikeCl: true, deflate: true },
-  },
-  {
-    id: 'lighttpd',
-    label: 'lighttpd mod_cgi',
-    server: 'lighttpd',
-    tools: ['lighttpd'],
-    options: {},
-    compression: { deflate: true },
-  },
-  {
-    id: 'lighttpd-local-redir',
-    label: 'lighttpd mod_cgi, cgi.local-redir',
-    server: 'lighttpd',
-    tools: ['lighttpd'],
-    options: { localRedir: true },
-    compression: { localRedir: true, deflate: true },
-  },
-  {
-    id: 'nginx-fcgiwrap',
-    label: 'nginx + fcgiwrap',
-    server: 'nginx',
-    tools: ['nginx', 'fcgiwrap'],
-    options: {},
-    compression: { gzip: true },
-  },
+const FRONTS = [
+  frontSpec('apache-cgid-event', 'Apache mod_cgid (mpm_event)', 'apache', { mpm: 'event' }),
+  frontSpec('apache-cgi-prefork', 'Apache mod_cgi (mpm_prefork)', 'apache', { mpm: 'prefork' }),
+  frontSpec('apache-cgid-trust-cl', 'Apache mod_cgid, ap_trust_cgilike_cl', 'apache', {
+    mpm: 'event',
+    trustCgiLikeCl: true,
+  }),
+  frontSpec('lighttpd', 'lighttpd mod_cgi', 'lighttpd'),
+  frontSpec('lighttpd-local-redir', 'lighttpd mod_cgi, cgi.local-redir', 'lighttpd', {
+    localRedir: true,
+  }),
+  frontSpec('nginx-fcgiwrap', 'nginx + fcgiwrap', 'nginx', {}, ['nginx', 'fcgiwrap']),
 ];
 
 const RESULTS = join(REPO_ROOT, '.tmp', 'cgi', 'servers.json');
@@ -98,15 +44,6 @@ const observations: Record<string, Record<string, unknown>> = {};
 /** observe: records what a server did, for the generated table in docs/deploy/cgi.md. */
 function observe(front: string, key: string, value: unknown): void {
   (observations[front] ??= {})[key] = value;
-}
-
-function serverVersion(server: FrontOptions['server']): string {
-  const bin = findBinary(server === 'apache' ? 'apache2' : server);
-  if (!bin) return 'not installed';
-  // nginx -v prints to stderr, the others to stdout.
-  const r = spawnSync(bin, ['-v'], { encoding: 'utf8' });
-  const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
-  return /nginx\/[0-9.]+|lighttpd\/[0-9.]+|Apache\/[0-9.]+/.exec(out)?.[0] ?? 'unknown';
 }
 
 let dir: string;
@@ -150,40 +87,6 @@ afterAll(async () => {
   );
 });
 
-const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
-const pick = (headers: Array<[string, string]>, name: string) => {
-  const l = name.toLowerCase();
-  const vs = headers.filter(([k]) => k.toLowerCase() === l).map(([, v]) => v);
-  return vs.length ? vs.join(', ') : null;
-};
-
-/** framing: the headers a GET/HEAD comparison is about. */
-const framing = (headers: Array<[string, string]>) => ({
-  contentLength: pick(headers, 'content-length'),
-  transferEncoding: pick(headers, 'transfer-encoding'),
-  contentEncoding: pick(headers, 'content-encoding'),
-  vary: pick(headers, 'vary'),
-});
-
-/** A 10 MiB pattern body, the same in every call. */
-function bigBody(): Buffer {
-  const b = Buffer.allocUnsafe(10 * 1024 * 1024);
-  let x = 12345;
-  for (let i = 0; i < b.length; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
-async function* inPieces(b: Buffer, size: number): AsyncGenerator<Buffer> {
-  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
-}
-
-function conformanceTarget(spec: FrontSpec, front: () => FrontHandle): Target {
-  return frontTarget('cgi', spec, () => front().port);
-}
-
 /** raw: one request over a fresh connection, the response parsed as it came. */
 async function raw(front: FrontHandle, method: string, target: string, headers: string[] = []) {
   const request = [
@@ -200,293 +103,270 @@ async function raw(front: FrontHandle, method: string, target: string, headers: 
   return { ...parseRawResponse(r.data, method), ended: r.reason };
 }
 
-for (const spec of FRONTS) {
-  describeWithServer(spec.tools, `cgi behind ${spec.label}`, () => {
-    const base = (): FrontOptions => ({
-      server: spec.server,
-      protocol: 'cgi',
-      backend: { script },
-      prefix: '/app',
-      ...spec.options,
-    });
-    const front = useFront(base);
-    const compressed = useFront(() => ({ ...base(), ...spec.compression }));
-    beforeAll(async () => {
-      // The local-redirect target: a static file in each server's document root.
-      for (const f of [front(), compressed()]) {
-        await writeFile(join(f.dir, 'htdocs', REDIRECT_TARGET.slice(1)), 'redirect target\n');
-      }
-    });
+describeFronts('cgi', FRONTS, (spec) => {
+  const { front, compressed } = useSpecFronts('cgi', spec, () => ({ script }));
+  beforeAll(async () => {
+    // The local-redirect target: a static file in each server's document root.
+    for (const f of [front(), compressed()]) {
+      await writeFile(join(f.dir, 'htdocs', REDIRECT_TARGET.slice(1)), 'redirect target\n');
+    }
+  });
 
-    runConformance(`cgi/${spec.id}`, () => conformanceTarget(spec, front));
+  runFrontConformance('cgi', spec, front);
 
-    describe(`${spec.label}: beyond the conformance suite`, () => {
-      const extra = (name: string, init: Partial<Parameters<typeof httpRequest>[0]> = {}) =>
-        httpRequest({
+  describe(`${spec.label}: beyond the conformance suite`, () => {
+    const extra = (name: string, init: Partial<Parameters<typeof httpRequest>[0]> = {}) =>
+      httpRequest({
+        port: front().port,
+        path: '/app/extra',
+        ...init,
+        headers: [['X-Cgi-Extra', name], ...(init.headers ?? [])],
+      });
+
+    for (const withCl of [true, false]) {
+      const name = withCl ? 'identityCl' : 'identityNoCl';
+      it(`GET vs HEAD headers, ${withCl ? 'with' : 'without'} Content-Length`, async () => {
+        const { get, head, g, h } = await getThenHead({
           port: front().port,
           path: '/app/extra',
-          ...init,
-          headers: [['X-Cgi-Extra', name], ...(init.headers ?? [])],
+          headers: [['X-Cgi-Extra', name]],
         });
+        expect(get.status).toBe(200);
+        expect(get.body.equals(IDENTITY_TEXT)).toBe(true);
+        expect(head.body.length).toBe(0);
+        const noLength = (r: typeof get) =>
+          messageHeaders({ status: 0, headers: r.rawHeaders, body: Buffer.alloc(0) }).filter(
+            (x) => !x.startsWith('content-length:'),
+          );
+        observe(spec.id, withCl ? 'headWithCl' : 'headNoCl', {
+          get: g,
+          head: h,
+          identical:
+            JSON.stringify(
+              messageHeaders({ status: 0, headers: get.rawHeaders, body: get.body }),
+            ) ===
+            JSON.stringify(
+              messageHeaders({ status: 0, headers: head.rawHeaders, body: head.body }),
+            ),
+        });
+        // Everything but the framing is the same on every server.
+        expect(noLength(head)).toEqual(noLength(get));
+        for (const r of [g, h]) if (r.contentLength !== null) expect(r.contentLength).toBe('2000');
+        if (spec.server === 'apache') {
+          // Apache >= 2.4.59 drops a CGI's Content-Length (CVE-2024-24795, no
+          // ap_trust_cgilike_cl here) and computes its own only when the whole body
+          // arrived in one read: GET chunked or CL=2000, never the app's bytes cut.
+          if (g.contentLength === null) expect(g.transferEncoding).toBe('chunked');
+        } else if (withCl || spec.server === 'lighttpd') {
+          // nginx keeps the app's CL; lighttpd keeps it, or counts a body without one
+          // (the app sends the body on HEAD too, so HEAD gets the same count).
+          expect(g.contentLength).toBe('2000');
+          expect(h.contentLength).toBe('2000');
+        } else {
+          // nginx without CL: GET chunked, HEAD neither CL nor TE (RFC 9112 6.3).
+          expect(g.transferEncoding).toBe('chunked');
+          expect(h).toEqual({ ...g, transferEncoding: null });
+        }
+      });
+    }
 
-      for (const withCl of [true, false]) {
-        const name = withCl ? 'identityCl' : 'identityNoCl';
-        it(`GET vs HEAD headers, ${withCl ? 'with' : 'without'} Content-Length`, async () => {
-          const get = await extra(name);
-          const head = await extra(name, { method: 'HEAD' });
-          expect(get.status).toBe(200);
-          expect(get.body.equals(IDENTITY_TEXT)).toBe(true);
-          expect(head.body.length).toBe(0);
-          const g = framing(get.rawHeaders);
-          const h = framing(head.rawHeaders);
-          const noLength = (r: typeof get) =>
-            messageHeaders({ status: 0, headers: r.rawHeaders, body: Buffer.alloc(0) }).filter(
-              (x) => !x.startsWith('content-length:'),
-            );
-          observe(spec.id, withCl ? 'headWithCl' : 'headNoCl', {
-            get: g,
-            head: h,
-            identical:
-              JSON.stringify(
-                messageHeaders({ status: 0, headers: get.rawHeaders, body: get.body }),
-              ) ===
-              JSON.stringify(
-                messageHeaders({ status: 0, headers: head.rawHeaders, body: head.body }),
-              ),
-          });
-          // Everything but the framing is the same on every server.
-          expect(noLength(head)).toEqual(noLength(get));
-          for (const r of [g, h])
-            if (r.contentLength !== null) expect(r.contentLength).toBe('2000');
-          if (spec.server === 'apache') {
-            // Apache >= 2.4.59 drops a CGI's Content-Length (CVE-2024-24795, no
-            // ap_trust_cgilike_cl here) and computes its own only when the whole body
-            // arrived in one read: GET chunked or CL=2000, never the app's bytes cut.
-            if (g.contentLength === null) expect(g.transferEncoding).toBe('chunked');
-          } else if (withCl || spec.server === 'lighttpd') {
-            // nginx keeps the app's CL; lighttpd keeps it, or counts a body without one
-            // (the app sends the body on HEAD too, so HEAD gets the same count).
-            expect(g.contentLength).toBe('2000');
-            expect(h.contentLength).toBe('2000');
-          } else {
-            // nginx without CL: GET chunked, HEAD neither CL nor TE (RFC 9112 6.3).
-            expect(g.transferEncoding).toBe('chunked');
-            expect(h).toEqual({ ...g, transferEncoding: null });
-          }
+    for (const withCl of [true, false]) {
+      const name = withCl ? 'identityCl' : 'identityNoCl';
+      it(`compression on: GET vs HEAD, ${withCl ? 'with' : 'without'} Content-Length`, async () => {
+        const { get, g, h } = await getThenHead({
+          port: compressed().port,
+          path: '/app/extra',
+          headers: [
+            ['X-Cgi-Extra', name],
+            ['Accept-Encoding', 'gzip'],
+          ],
         });
-      }
+        observe(spec.id, withCl ? 'compressionWithCl' : 'compressionNoCl', {
+          get: g,
+          head: h,
+          identical:
+            JSON.stringify({ ...g, transferEncoding: null, contentLength: null }) ===
+            JSON.stringify({ ...h, transferEncoding: null, contentLength: null }),
+        });
+        expect(get.status).toBe(200);
+        expect(g.contentEncoding).toBe('gzip');
+        const { gunzipSync } = await import('node:zlib');
+        expect(gunzipSync(get.body).equals(IDENTITY_TEXT)).toBe(true);
+        if (spec.server === 'lighttpd') {
+          // lighttpd mod_deflate never compresses HEAD (real-servers.md).
+          expect(h.contentEncoding).toBeNull();
+        } else {
+          // nginx gzip and Apache mod_deflate compress HEAD alike when the app sends the
+          // body on HEAD, as the adapter does (SPEC 8.2).
+          expect(h.contentEncoding).toBe('gzip');
+        }
+      });
+    }
 
-      for (const withCl of [true, false]) {
-        const name = withCl ? 'identityCl' : 'identityNoCl';
-        it(`compression on: GET vs HEAD, ${withCl ? 'with' : 'without'} Content-Length`, async () => {
-          const req = (method: string) =>
-            httpRequest({
-              port: compressed().port,
-              method,
-              path: '/app/extra',
-              headers: [
-                ['X-Cgi-Extra', name],
-                ['Accept-Encoding', 'gzip'],
-              ],
-            });
-          const get = await req('GET');
-          const head = await req('HEAD');
-          const g = framing(get.rawHeaders);
-          const h = framing(head.rawHeaders);
-          observe(spec.id, withCl ? 'compressionWithCl' : 'compressionNoCl', {
-            get: g,
-            head: h,
-            identical:
-              JSON.stringify({ ...g, transferEncoding: null, contentLength: null }) ===
-              JSON.stringify({ ...h, transferEncoding: null, contentLength: null }),
-          });
-          expect(get.status).toBe(200);
-          expect(g.contentEncoding).toBe('gzip');
-          const { gunzipSync } = await import('node:zlib');
-          expect(gunzipSync(get.body).equals(IDENTITY_TEXT)).toBe(true);
-          if (spec.server === 'lighttpd') {
-            // lighttpd mod_deflate never compresses HEAD (real-servers.md).
-            expect(h.contentEncoding).toBeNull();
-          } else {
-            // nginx gzip and Apache mod_deflate compress HEAD alike when the app sends the
-            // body on HEAD, as the adapter does (SPEC 8.2).
-            expect(h.contentEncoding).toBe('gzip');
-          }
-        });
-      }
+    it('a 10 MiB POST with Content-Length, md5 checked', async () => {
+      const body = patternBody(10 * 1024 * 1024);
+      const r = await extra('md5', { method: 'POST', body, timeoutMs: 60_000 });
+      const got = JSON.parse(r.body.toString());
+      observe(spec.id, 'post10m', {
+        contentLength: got.contentLength,
+        ok: got.md5 === md5(body),
+      });
+      expect(got.length).toBe(body.length);
+      expect(got.md5).toBe(md5(body));
+      expect(got.contentLength).toBe(String(body.length));
+    }, 60_000);
 
-      it('a 10 MiB POST with Content-Length, md5 checked', async () => {
-        const body = bigBody();
-        const r = await extra('md5', { method: 'POST', body, timeoutMs: 60_000 });
-        const got = JSON.parse(r.body.toString());
-        observe(spec.id, 'post10m', {
-          contentLength: got.contentLength,
-          ok: got.md5 === md5(body),
-        });
-        expect(got.length).toBe(body.length);
-        expect(got.md5).toBe(md5(body));
+    it('a 10 MiB chunked POST, md5 checked', async () => {
+      const body = patternBody(10 * 1024 * 1024);
+      const r = await extra('md5', {
+        method: 'POST',
+        body: inPieces(body, 64 * 1024),
+        chunked: true,
+        timeoutMs: 60_000,
+      });
+      expect(r.status).toBe(200);
+      const got = JSON.parse(r.body.toString());
+      observe(spec.id, 'chunkedPost', {
+        contentLength: got.contentLength,
+        transferEncoding: got.transferEncoding,
+        ok: got.md5 === md5(body),
+      });
+      expect(got.length).toBe(body.length);
+      expect(got.md5).toBe(md5(body));
+      if (spec.server === 'apache') {
+        // mod_cgi(d) dechunks and streams: no CONTENT_LENGTH, stdin ends at EOF.
+        expect(got.contentLength).toBeNull();
+      } else {
+        // nginx and lighttpd buffer the dechunked body and send CONTENT_LENGTH.
         expect(got.contentLength).toBe(String(body.length));
-      }, 60_000);
+      }
+    }, 60_000);
 
-      it('a 10 MiB chunked POST, md5 checked', async () => {
-        const body = bigBody();
-        const r = await extra('md5', {
-          method: 'POST',
-          body: inPieces(body, 64 * 1024),
-          chunked: true,
-          timeoutMs: 60_000,
-        });
+    it('non-UTF-8 bytes: %E9 in PATH_INFO, a raw 0xE9 in QUERY_STRING and in a header', async () => {
+      const path = await extra('dump', { path: '/app/caf%E9' });
+      const rawQuery = await raw(front(), 'GET', '/app/q?x=caf\u00e9&y=%E9', [
+        'X-Cgi-Extra: dump',
+        'X-Latin: caf\u00e9',
+      ]);
+      const seen: Record<string, unknown> = { pathStatus: path.status };
+      if (path.status === 200) {
+        const d = JSON.parse(path.body.toString('utf8'));
+        seen.pathInfoHex = d.pathInfoHex;
+        expect(d.pathInfoHex).toBe(Buffer.from('/caf\u00e9', 'latin1').toString('hex'));
+        expect(d.uriEncoding).toBe('iso-8859-1');
+      } else {
+        // lighttpd looks the decoded path up on disk to find the script and answers 404
+        // for a path that is not valid UTF-8 (the conformance case skips it too).
+        expect(spec.server).toBe('lighttpd');
+        expect(path.status).toBe(404);
+      }
+      seen.rawQueryStatus = rawQuery.status;
+      if (rawQuery.status === 200) {
+        const d = JSON.parse(rawQuery.body.toString('utf8'));
+        seen.queryHex = d.queryHex;
+        seen.headerHex = d.latinHex;
+        // lighttpd percent-encodes the raw byte in the URL it derives QUERY_STRING from
+        // (its URL normalization); Apache and nginx pass it raw.
+        const query = spec.server === 'lighttpd' ? 'x=caf%E9&y=%E9' : 'x=caf\u00e9&y=%E9';
+        expect(d.queryHex).toBe(Buffer.from(query, 'latin1').toString('hex'));
+        expect(d.latinHex).toBe('636166e9');
+      }
+      observe(spec.id, 'nonUtf8', seen);
+      // Every server here accepts a raw high byte in the query; record if one stops.
+      expect(rawQuery.status).toBe(200);
+    });
+
+    it('a Proxy: header reaches the environ (or not), never process.env (httpoxy)', async () => {
+      const r = await extra('dump', { headers: [['Proxy', 'http://attacker.example:3128']] });
+      const d = JSON.parse(r.body.toString('utf8'));
+      observe(spec.id, 'proxyHeader', {
+        environ: d.vars.HTTP_PROXY ?? null,
+        processEnvAtLoad: d.proxyAtLoad,
+      });
+      expect(d.proxyAtLoad).toBeNull();
+      expect(d.proxyNow).toBeNull();
+      if (spec.server === 'nginx') {
+        // nginx passes HTTP_PROXY with the stock fastcgi_params (real-servers.md).
+        expect(d.vars.HTTP_PROXY).toBe('http://attacker.example:3128');
+      } else {
+        // Apache and lighttpd strip the Proxy header themselves (httpoxy fixes).
+        expect(d.vars.HTTP_PROXY).toBeUndefined();
+      }
+    });
+
+    it('a local redirect (200, Location: /path, no body)', async () => {
+      const r = await raw(front(), 'GET', '/app/go', ['X-Cgi-Extra: redirect']);
+      const under = await raw(front(), 'GET', '/app/go', ['X-Cgi-Extra: redirectUnderScript']);
+      observe(spec.id, 'localRedirect', {
+        status: r.status,
+        location: r.header('location') ?? null,
+        servedTarget: r.body.toString() === 'redirect target\n',
+        underScript: {
+          status: under.status,
+          location: under.header('location') ?? null,
+          landed: under.body.toString() === 'landed\n',
+        },
+      });
+      const internal =
+        spec.server === 'apache' || (spec.server === 'lighttpd' && spec.options.localRedir);
+      if (internal) {
+        // The server fetched the path itself (RFC 3875 6.2.2).
         expect(r.status).toBe(200);
-        const got = JSON.parse(r.body.toString());
-        observe(spec.id, 'chunkedPost', {
-          contentLength: got.contentLength,
-          transferEncoding: got.transferEncoding,
-          ok: got.md5 === md5(body),
-        });
-        expect(got.length).toBe(body.length);
-        expect(got.md5).toBe(md5(body));
-        if (spec.server === 'apache') {
-          // mod_cgi(d) dechunks and streams: no CONTENT_LENGTH, stdin ends at EOF.
-          expect(got.contentLength).toBeNull();
-        } else {
-          // nginx and lighttpd buffer the dechunked body and send CONTENT_LENGTH.
-          expect(got.contentLength).toBe(String(body.length));
-        }
-      }, 60_000);
+        expect(r.body.toString()).toBe('redirect target\n');
+      } else {
+        // nginx (FastCGI rules) and lighttpd without cgi.local-redir: a 302 to the client.
+        expect(r.status).toBe(302);
+        expect(r.header('location')).toMatch(/\/redirect-target\.txt$/);
+      }
+      if (spec.server === 'apache') {
+        expect(under.status).toBe(200);
+        expect(under.body.toString()).toBe('landed\n');
+      } else {
+        // lighttpd refuses a local redirect back under the script's own URL
+        // (http_cgi_local_redir) and sends the 302 itself, as nginx always does.
+        expect(under.status).toBe(302);
+      }
+    });
 
-      it('non-UTF-8 bytes: %E9 in PATH_INFO, a raw 0xE9 in QUERY_STRING and in a header', async () => {
-        const path = await extra('dump', { path: '/app/caf%E9' });
-        const rawQuery = await raw(front(), 'GET', '/app/q?x=caf\u00e9&y=%E9', [
-          'X-Cgi-Extra: dump',
-          'X-Latin: caf\u00e9',
-        ]);
-        const seen: Record<string, unknown> = { pathStatus: path.status };
-        if (path.status === 200) {
-          const d = JSON.parse(path.body.toString('utf8'));
-          seen.pathInfoHex = d.pathInfoHex;
-          expect(d.pathInfoHex).toBe(Buffer.from('/caf\u00e9', 'latin1').toString('hex'));
-          expect(d.uriEncoding).toBe('iso-8859-1');
-        } else {
-          // lighttpd looks the decoded path up on disk to find the script and answers 404
-          // for a path that is not valid UTF-8 (the conformance case skips it too).
-          expect(spec.server).toBe('lighttpd');
-          expect(path.status).toBe(404);
-        }
-        seen.rawQueryStatus = rawQuery.status;
-        if (rawQuery.status === 200) {
-          const d = JSON.parse(rawQuery.body.toString('utf8'));
-          seen.queryHex = d.queryHex;
-          seen.headerHex = d.latinHex;
-          // lighttpd percent-encodes the raw byte in the URL it derives QUERY_STRING from
-          // (its URL normalization); Apache and nginx pass it raw.
-          const query = spec.server === 'lighttpd' ? 'x=caf%E9&y=%E9' : 'x=caf\u00e9&y=%E9';
-          expect(d.queryHex).toBe(Buffer.from(query, 'latin1').toString('hex'));
-          expect(d.latinHex).toBe('636166e9');
-        }
-        observe(spec.id, 'nonUtf8', seen);
-        // Every server here accepts a raw high byte in the query; record if one stops.
-        expect(rawQuery.status).toBe(200);
-      });
+    it('an app that throws before its head: the fixed 500 reaches the client', async () => {
+      const r = await raw(front(), 'GET', '/app/boom', ['X-Cgi-Extra: throwBefore']);
+      observe(spec.id, 'throwBefore', { status: r.status, body: r.body.toString('latin1') });
+      expect(r.status).toBe(500);
+      expect(r.body.toString('latin1')).toBe('Internal Server Error\n');
+      expect((await front().errorLog()).includes('servers test: thrown before the head')).toBe(
+        true,
+      );
+    });
 
-      it('a Proxy: header reaches the environ (or not), never process.env (httpoxy)', async () => {
-        const r = await extra('dump', { headers: [['Proxy', 'http://attacker.example:3128']] });
-        const d = JSON.parse(r.body.toString('utf8'));
-        observe(spec.id, 'proxyHeader', {
-          environ: d.vars.HTTP_PROXY ?? null,
-          processEnvAtLoad: d.proxyAtLoad,
-        });
-        expect(d.proxyAtLoad).toBeNull();
-        expect(d.proxyNow).toBeNull();
-        if (spec.server === 'nginx') {
-          // nginx passes HTTP_PROXY with the stock fastcgi_params (real-servers.md).
-          expect(d.vars.HTTP_PROXY).toBe('http://attacker.example:3128');
-        } else {
-          // Apache and lighttpd strip the Proxy header themselves (httpoxy fixes).
-          expect(d.vars.HTTP_PROXY).toBeUndefined();
-        }
+    it('an app that throws after its head (no Content-Length, and Content-Length 100)', async () => {
+      const nocl = await raw(front(), 'GET', '/app/boom', ['X-Cgi-Extra: throwAfter']);
+      const cl = await raw(front(), 'GET', '/app/boom', ['X-Cgi-Extra: throwAfterCl']);
+      const summary = (x: typeof nocl) => ({
+        status: x.status,
+        body: x.body.toString('latin1'),
+        framing: x.framing,
+        ended: x.ended,
       });
+      observe(spec.id, 'throwAfter', { noCl: summary(nocl), cl100: summary(cl) });
+      for (const x of [nocl, cl]) {
+        expect(x.status).toBe(200);
+        expect(x.body.toString('latin1')).toBe('partial ');
+      }
+      // With a Content-Length the client can tell: the body is short of it.
+      if (cl.header('content-length') !== undefined) expect(cl.framing).toBe('truncated');
+      expect((await front().errorLog()).includes('servers test: thrown after the head')).toBe(true);
+    });
 
-      it('a local redirect (200, Location: /path, no body)', async () => {
-        const r = await raw(front(), 'GET', '/app/go', ['X-Cgi-Extra: redirect']);
-        const under = await raw(front(), 'GET', '/app/go', ['X-Cgi-Extra: redirectUnderScript']);
-        observe(spec.id, 'localRedirect', {
-          status: r.status,
-          location: r.header('location') ?? null,
-          servedTarget: r.body.toString() === 'redirect target\n',
-          underScript: {
-            status: under.status,
-            location: under.header('location') ?? null,
-            landed: under.body.toString() === 'landed\n',
-          },
-        });
-        const internal =
-          spec.server === 'apache' || (spec.server === 'lighttpd' && spec.options.localRedir);
-        if (internal) {
-          // The server fetched the path itself (RFC 3875 6.2.2).
-          expect(r.status).toBe(200);
-          expect(r.body.toString()).toBe('redirect target\n');
-        } else {
-          // nginx (FastCGI rules) and lighttpd without cgi.local-redir: a 302 to the client.
-          expect(r.status).toBe(302);
-          expect(r.header('location')).toMatch(/\/redirect-target\.txt$/);
-        }
-        if (spec.server === 'apache') {
-          expect(under.status).toBe(200);
-          expect(under.body.toString()).toBe('landed\n');
-        } else {
-          // lighttpd refuses a local redirect back under the script's own URL
-          // (http_cgi_local_redir) and sends the 302 itself, as nginx always does.
-          expect(under.status).toBe(302);
-        }
+    it('stderr (tsgi.errors) ends up in the server’s error log', async () => {
+      const r = await httpRequest({
+        port: front().port,
+        path: '/app/types',
+        headers: [['X-Tsgi-Case', 'environ-types']],
       });
-
-      it('an app that throws before its head: the fixed 500 reaches the client', async () => {
-        const r = await raw(front(), 'GET', '/app/boom', ['X-Cgi-Extra: throwBefore']);
-        observe(spec.id, 'throwBefore', { status: r.status, body: r.body.toString('latin1') });
-        expect(r.status).toBe(500);
-        expect(r.body.toString('latin1')).toBe('Internal Server Error\n');
-        expect((await front().errorLog()).includes('servers test: thrown before the head')).toBe(
-          true,
-        );
-      });
-
-      it('an app that throws after its head (no Content-Length, and Content-Length 100)', async () => {
-        const nocl = await raw(front(), 'GET', '/app/boom', ['X-Cgi-Extra: throwAfter']);
-        const cl = await raw(front(), 'GET', '/app/boom', ['X-Cgi-Extra: throwAfterCl']);
-        const summary = (x: typeof nocl) => ({
-          status: x.status,
-          body: x.body.toString('latin1'),
-          framing: x.framing,
-          ended: x.ended,
-        });
-        observe(spec.id, 'throwAfter', { noCl: summary(nocl), cl100: summary(cl) });
-        for (const x of [nocl, cl]) {
-          expect(x.status).toBe(200);
-          expect(x.body.toString('latin1')).toBe('partial ');
-        }
-        // With a Content-Length the client can tell: the body is short of it.
-        if (cl.header('content-length') !== undefined) expect(cl.framing).toBe('truncated');
-        expect((await front().errorLog()).includes('servers test: thrown after the head')).toBe(
-          true,
-        );
-      });
-
-      it('stderr (tsgi.errors) ends up in the server’s error log', async () => {
-        const r = await httpRequest({
-          port: front().port,
-          path: '/app/types',
-          headers: [['X-Tsgi-Case', 'environ-types']],
-        });
-        expect(r.status).toBe(200);
-        // fcgiwrap forwards stderr over FastCGI; nginx logs it a moment later.
-        let log = '';
-        for (let i = 0; i < 20; i++) {
-          log = await front().errorLog();
-          if (log.includes('environ-types wrote this line')) break;
-          await new Promise((res) => setTimeout(res, 100));
-        }
-        expect(log).toContain('conformance: environ-types wrote this line to tsgi.errors');
-      });
+      expect(r.status).toBe(200);
+      // fcgiwrap forwards stderr over FastCGI; nginx logs it a moment later.
+      const log = await errorLogWith(front(), 'environ-types wrote this line', 2000);
+      expect(log).toContain('conformance: environ-types wrote this line to tsgi.errors');
     });
   });
-}
+});

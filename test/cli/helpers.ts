@@ -3,23 +3,20 @@
 // (libfcgi's cgi-fcgi, a raw SCGI netstring, a CGI environment on a pipe).
 //
 // ensureBuilt() (test/http/cli.ts) rebuilds every package the commands load when a dist is
-// missing or older than its sources.
+// missing or older than its sources. cgiEnv, cgiFcgi and parseCgi come from
+// test/harness/cgi.ts, describeWithBinary from the harness too.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, it } from 'vitest';
-import { findBinary } from '../harness/servers.js';
+import { type ProcessResult, pollMatch, runProgram } from '../harness/run.js';
+import { BIN, ROOT } from '../http/cli.js';
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const BIN = join(ROOT, 'packages/cli/dist/bin.js');
-export const EXAMPLES = join(ROOT, 'examples');
 export const FIXTURES = fileURLToPath(new URL('./fixtures', import.meta.url));
 
-export { ensureBuilt } from '../http/cli.js';
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export { cgiEnv, cgiFcgi, parseCgi } from '../harness/cgi.js';
+export { describeWithBinary } from '../harness/servers.js';
+export { BIN, EXAMPLES, ensureBuilt, ROOT, sleep } from '../http/cli.js';
 
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -93,19 +90,19 @@ export class Served {
 
   /** Waits for `tsgi: listening on ...`; rejects with the output if the process exits first. */
   async listening(timeoutMs = 20_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const m = /^tsgi: listening on (.+)$/m.exec(this.stdout);
-      if (m) {
-        this.address = m[1] as string;
-        return this.address;
-      }
-      if (this.done) break;
-      await sleep(25);
-    }
-    throw new Error(
-      `no listening line ${this.done ? '(the process exited)' : `within ${timeoutMs} ms`}:\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
+    const m = await pollMatch(
+      () => this.stdout,
+      /^tsgi: listening on (.+)$/m,
+      timeoutMs,
+      () => this.done,
     );
+    if (!m) {
+      throw new Error(
+        `no listening line ${this.done ? '(the process exited)' : `within ${timeoutMs} ms`}:\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
+      );
+    }
+    this.address = m[1] as string;
+    return this.address;
   }
 
   /** The TCP port in the listening line (`fcgi://127.0.0.1:PORT`, `fd:0 (scgi://...:PORT)`). */
@@ -117,13 +114,9 @@ export class Served {
 
   /** Waits until `pattern` appears in stderr. */
   async waitStderr(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const m = pattern.exec(this.stderr);
-      if (m) return m;
-      await sleep(25);
-    }
-    throw new Error(`no ${pattern} in stderr:\n${this.stderr}`);
+    const m = await pollMatch(() => this.stderr, pattern, timeoutMs);
+    if (!m) throw new Error(`no ${pattern} in stderr:\n${this.stderr}`);
+    return m;
   }
 
   /** Sends `signal` to the process itself (not its group). */
@@ -154,12 +147,7 @@ export function tracker() {
   };
 }
 
-export interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: string;
-}
+export type RunResult = ProcessResult;
 
 /**
  * run: runs a program to completion with exactly `env` (plus PATH unless given), `stdin`
@@ -172,32 +160,11 @@ export function run(
   stdin: Buffer | string = '',
   options: { cwd?: string; timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: options.cwd ?? ROOT,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString('utf8');
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${command} ${args.join(' ')} timed out\nstderr: ${err}`));
-    }, options.timeoutMs ?? 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out), stderr: err });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(stdin);
+  return runProgram(command, args, {
+    cwd: options.cwd ?? ROOT,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+    stdin,
+    timeoutMs: options.timeoutMs,
   });
 }
 
@@ -211,79 +178,12 @@ export function runTsgi(
   return run(process.execPath, [BIN, ...args], env, stdin, options);
 }
 
-/** The CGI variables of a GET `target` (`/app/x?y=1`) mounted at `/app`, as a server sets them. */
-export function cgiEnv(target: string, more: Record<string, string> = {}): Record<string, string> {
-  const q = target.indexOf('?');
-  const path = q < 0 ? target : target.slice(0, q);
-  return {
-    GATEWAY_INTERFACE: 'CGI/1.1',
-    SERVER_SOFTWARE: 'tsgi-test',
-    SERVER_PROTOCOL: 'HTTP/1.1',
-    SERVER_NAME: '127.0.0.1',
-    SERVER_PORT: '80',
-    REMOTE_ADDR: '127.0.0.1',
-    REQUEST_METHOD: 'GET',
-    REQUEST_URI: target,
-    SCRIPT_NAME: '/app',
-    PATH_INFO: decodeURIComponent(path.slice('/app'.length)),
-    QUERY_STRING: q < 0 ? '' : target.slice(q + 1),
-    ...more,
-  };
-}
-
-/**
- * cgiFcgi: `cgi-fcgi -bind -connect HOST:PORT|SOCKET` (libfcgi) run as a CGI program would
- * be: `env` as its environment, `stdin` as the request body. Its stdout is the FastCGI
- * application's CGI response, byte for byte; FCGI_STDERR goes to its stderr.
- */
-export function cgiFcgi(
-  target: number | string,
-  env: Record<string, string>,
-  stdin: Buffer | string = '',
-): Promise<RunResult> {
-  const bin = findBinary('cgi-fcgi');
-  if (!bin) throw new Error('cgi-fcgi not installed (apt-get install libfcgi-bin)');
-  const where = typeof target === 'number' ? `127.0.0.1:${target}` : target;
-  return run(bin, ['-bind', '-connect', where], env, stdin);
-}
-
 /** An SCGI request: the netstring of its header block, then the body. */
 export function scgiRequest(vars: [string, string][], body: Buffer | string = ''): Buffer {
   const b = Buffer.from(body);
   const all: [string, string][] = [['CONTENT_LENGTH', String(b.length)], ['SCGI', '1'], ...vars];
   const headers = Buffer.from(all.map(([k, v]) => `${k}\0${v}\0`).join(''), 'latin1');
   return Buffer.concat([Buffer.from(`${headers.length}:`), headers, Buffer.from(','), b]);
-}
-
-/**
- * describeWithBinary: `describe` when `binary` (a tool the harness does not know, such as
- * spawn-fcgi) is on PATH or in an sbin dir; otherwise the same skip/fail behaviour as the
- * harness's describeWithServer: a visible SKIP line, or under TSGI_REQUIRE_SERVERS=1 one
- * failing test naming it. TSGI_HIDE_SERVERS=NAME pretends it is missing.
- */
-export function describeWithBinary(
-  binary: string,
-  apt: string,
-  title: string,
-  fn: () => void,
-): void {
-  const hidden = (process.env.TSGI_HIDE_SERVERS ?? '').split(',').map((s) => s.trim());
-  const found = !hidden.includes(binary) && findBinary(binary) !== undefined;
-  if (found) {
-    describe(title, fn);
-    return;
-  }
-  const what = `${binary} not installed (apt-get install ${apt})${hidden.includes(binary) ? ' [simulated by TSGI_HIDE_SERVERS]' : ''}`;
-  if (process.env.TSGI_REQUIRE_SERVERS === '1') {
-    describe(title, () => {
-      it(`requires ${binary}`, () => {
-        throw new Error(`${title}: ${what}, and TSGI_REQUIRE_SERVERS=1 forbids skipping`);
-      });
-    });
-    return;
-  }
-  console.warn(`SKIP ${title}: ${what}`);
-  describe.skip(title, fn);
 }
 
 /**
@@ -316,14 +216,4 @@ export function exchange(
       resolve(Buffer.concat(chunks));
     });
   });
-}
-
-/** The status line, header lines and body of a CGI response (`Status: ...\r\n...\r\n\r\nbody`). */
-export function parseCgi(out: Buffer): { head: string[]; body: Buffer } {
-  const end = out.indexOf('\r\n\r\n');
-  if (end < 0) return { head: [], body: out };
-  return {
-    head: out.subarray(0, end).toString('latin1').split('\r\n'),
-    body: out.subarray(end + 4),
-  };
 }

@@ -1,11 +1,13 @@
 // The conformance Target for a real front server: the suite's requests go to the server's
 // port under the /app mount, over a plain HTTP/1.1 client (test/harness/clients.ts).
 import { httpRequest } from '../harness/clients.js';
-import type { Target } from './suite.js';
+import { runConformance, type Target } from './suite.js';
+
+type FrontKind = Exclude<Target['kind'], 'memory' | 'http'>;
 
 /** frontTarget: a Target named `kind/id` that sends each case through the server on `port()`. */
 export function frontTarget(
-  kind: Exclude<Target['kind'], 'memory' | 'http'>,
+  kind: FrontKind,
   spec: { id: string; server: Target['server'] },
   port: () => number,
 ): Target {
@@ -26,4 +28,13 @@ export function frontTarget(
       return { status: r.status, headers: r.rawHeaders, body: r.body };
     },
   };
+}
+
+/** runFrontConformance: the conformance suite (`conformance: kind/id`) through `front()`. */
+export function runFrontConformance(
+  kind: FrontKind,
+  spec: { id: string; server: Target['server'] },
+  front: () => { port: number },
+): void {
+  runConformance(`${kind}/${spec.id}`, () => frontTarget(kind, spec, () => front().port));
 }

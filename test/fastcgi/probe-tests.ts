@@ -3,21 +3,22 @@
 // compression), a 10 MiB POST, a 10 MiB chunked POST (what the app sees is asserted by the
 // caller), non-UTF-8 bytes, `X_Foo` spoofing and a client that goes away mid-response. Each
 // records what the server did in `observations` BEFORE asserting, so a failing run still
-// documents the behaviour.
+// documents the behaviour. Also getThenHead, which the CGI server test uses as well.
 import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { messageHeaders } from '../conformance/cases.js';
-import { httpRequest } from '../harness/clients.js';
-import type { FrontHandle, FrontServer } from '../harness/servers.js';
+import { type HttpRequestOptions, httpRequest } from '../harness/clients.js';
+import type { FrontSpec, SpecFronts } from '../harness/fronts.js';
+import type { FrontHandle } from '../harness/servers.js';
 import {
   describeFraming,
   framing,
   IDENTITY_TEXT,
   inPieces,
   md5,
-  type Observations,
+  Observations,
   type Probe,
   patternBody,
   rawHttp,
@@ -41,6 +42,30 @@ export const COMMON_ROWS: Record<string, string> = {
   disconnect: 'client gone mid-response: body close() / tsgi.signal',
 };
 
+/**
+ * observationsFile: the Observations of one protocol's servers test (`rows`: COMMON_ROWS plus
+ * its own), written when the test file finishes.
+ */
+export function observationsFile(
+  protocol: string,
+  rows: Record<string, string>,
+  generatedBy: string,
+): Observations {
+  const observations = new Observations(protocol, rows, generatedBy);
+  afterAll(() => {
+    const path = observations.write();
+    if (path) console.log(`${protocol} observations written to ${path}`);
+  });
+  return observations;
+}
+
+/** getThenHead: the same request as a GET, then as a HEAD, with the framing of both answers. */
+export async function getThenHead(init: Omit<HttpRequestOptions, 'method'>) {
+  const get = await httpRequest(init);
+  const head = await httpRequest({ ...init, method: 'HEAD' });
+  return { get, head, g: framing(get.rawHeaders), h: framing(head.rawHeaders) };
+}
+
 /** What the md5 probe answers. */
 export interface Md5Answer {
   length: number;
@@ -51,18 +76,15 @@ export interface Md5Answer {
 }
 
 export interface ProbeContext {
-  /** Column id in the observations. */
-  id: string;
-  server: FrontServer;
-  front: () => FrontHandle;
-  /** The same front with its compression on (nginx gzip, lighttpd/Apache mod_deflate). */
-  compressed: () => FrontHandle;
-  /** A front that streams responses (lighttpd: server.stream-response-body = 2); else `front`. */
-  streaming: () => FrontHandle;
+  /**
+   * Its id is the column in the observations; with `options.trustCgiLikeCl` (Apache's
+   * `SetEnv ap_trust_cgilike_cl 1`) the server keeps the backend's Content-Length.
+   */
+  spec: FrontSpec;
+  /** useSpecFronts(..., { streaming: true }). */
+  fronts: SpecFronts;
   probe: Probe;
   observations: Observations;
-  /** Apache with `SetEnv ap_trust_cgilike_cl 1`: it keeps the backend's Content-Length. */
-  trustCl?: boolean;
   /**
    * chunked: what this server does with a chunked 10 MiB POST. Gets the HTTP status and, for
    * a 200, the app's answer; asserts; returns the table cell.
@@ -96,12 +118,15 @@ function readThenDisconnect(
 }
 
 export function registerProbeTests(ctx: ProbeContext): void {
-  const { server, probe } = ctx;
+  const { probe } = ctx;
+  const { id, server } = ctx.spec;
+  const trustCl = ctx.spec.options.trustCgiLikeCl === true;
+  const { front, compressed, streaming } = ctx.fronts;
   const obs = (row: string, cell: string, detail?: unknown) =>
-    ctx.observations.observe(ctx.id, row, cell, detail);
-  const probeRequest = (name: string, init: Partial<Parameters<typeof httpRequest>[0]> = {}) =>
+    ctx.observations.observe(id, row, cell, detail);
+  const probeRequest = (name: string, init: Partial<HttpRequestOptions> = {}) =>
     httpRequest({
-      port: ctx.front().port,
+      port: front().port,
       path: '/app/probe',
       ...init,
       headers: [['X-Obs', name], ...(init.headers ?? [])],
@@ -113,10 +138,11 @@ export function registerProbeTests(ctx: ProbeContext): void {
     const name = withCl ? 'identity-cl' : 'identity-nocl';
     it(`GET vs HEAD headers, ${withCl ? 'with' : 'without'} Content-Length [8.1, 8.2]`, async () => {
       probe.methods.length = 0;
-      const get = await probeRequest(name);
-      const head = await probeRequest(name, { method: 'HEAD' });
-      const g = framing(get.rawHeaders);
-      const h = framing(head.rawHeaders);
+      const { get, head, g, h } = await getThenHead({
+        port: front().port,
+        path: '/app/probe',
+        headers: [['X-Obs', name]],
+      });
       const identical =
         JSON.stringify(same(get.rawHeaders)) === JSON.stringify(same(head.rawHeaders));
       obs('headMethod', probe.methods[1] ?? 'not seen');
@@ -135,7 +161,7 @@ export function registerProbeTests(ctx: ProbeContext): void {
         same(r.rawHeaders).filter((x) => !x.startsWith('content-length:'));
       expect(noLength(head)).toEqual(noLength(get));
       for (const r of [g, h]) if (r.contentLength !== null) expect(r.contentLength).toBe('2000');
-      if (server === 'apache' && (!ctx.trustCl || !withCl)) {
+      if (server === 'apache' && (!trustCl || !withCl)) {
         // Apache >= 2.4.59 drops a CGI-like backend's Content-Length (CVE-2024-24795; no
         // ap_trust_cgilike_cl here), and with no Content-Length from the app there is none to
         // trust. Either way it computes one of its own for a response whose whole body and
@@ -162,20 +188,14 @@ export function registerProbeTests(ctx: ProbeContext): void {
   for (const withCl of [true, false]) {
     const name = withCl ? 'identity-cl' : 'identity-nocl';
     it(`compression on: GET vs HEAD, ${withCl ? 'with' : 'without'} Content-Length`, async () => {
-      const req = (method: string) =>
-        httpRequest({
-          port: ctx.compressed().port,
-          method,
-          path: '/app/probe',
-          headers: [
-            ['X-Obs', name],
-            ['Accept-Encoding', 'gzip'],
-          ],
-        });
-      const get = await req('GET');
-      const head = await req('HEAD');
-      const g = framing(get.rawHeaders);
-      const h = framing(head.rawHeaders);
+      const { get, head, g, h } = await getThenHead({
+        port: compressed().port,
+        path: '/app/probe',
+        headers: [
+          ['X-Obs', name],
+          ['Accept-Encoding', 'gzip'],
+        ],
+      });
       obs(
         withCl ? 'compressionWithCl' : 'compressionNoCl',
         `GET ${describeFraming(g)}; HEAD ${describeFraming(h)}`,
@@ -239,7 +259,7 @@ export function registerProbeTests(ctx: ProbeContext): void {
 
   it('non-UTF-8 bytes: %E9 in PATH_INFO, raw 0xE9 in QUERY_STRING and in a header [1.1, 1.2]', async () => {
     const path = await probeRequest('dump', { path: '/app/caf%E9' });
-    const rawQuery = await rawHttp(ctx.front().port, 'GET', '/app/q?x=caf\u00e9&y=%E9', [
+    const rawQuery = await rawHttp(front().port, 'GET', '/app/q?x=caf\u00e9&y=%E9', [
       'X-Obs: dump',
       'X-Latin: caf\u00e9',
     ]);
@@ -295,7 +315,7 @@ export function registerProbeTests(ctx: ProbeContext): void {
     const warning = /HTTP_X_FOO arrived more than once/;
     let warned = probe.logs.slice(before).some((l) => l.level === 'warn' && warning.test(l.text));
     for (let i = 0; i < 20 && !warned && server === 'lighttpd'; i++) {
-      warned = warning.test(await ctx.front().errorLog());
+      warned = warning.test(await front().errorLog());
       if (!warned) await sleep(100);
     }
     const xffBoth = await probeRequest('dump', {
@@ -335,25 +355,25 @@ export function registerProbeTests(ctx: ProbeContext): void {
   // until the app has finished. With stream-response-body 1 or 2 it streams.
   const disconnect = (which: () => FrontHandle, label: string, buffered: boolean) =>
     it(`a client that disconnects mid-response${label}: ${buffered ? 'lighttpd buffers, the app runs to its end' : 'the body is closed and tsgi.signal fires'} [6.1, 6.2]`, async () => {
-      const id = `${ctx.id}${label}-${Date.now()}`;
+      const stream = `${id}${label}-${Date.now()}`;
       const started = Date.now();
       const status = await readThenDisconnect(
         which().port,
         '/app/stream',
-        { 'X-Obs': 'stream', 'X-Stream-Id': id, 'X-Stream-Seconds': buffered ? '2' : '20' },
+        { 'X-Obs': 'stream', 'X-Stream-Id': stream, 'X-Stream-Seconds': buffered ? '2' : '20' },
         256 * 1024,
       );
       const ok = await waitFor(() => {
-        const r = probe.streams.get(id);
+        const r = probe.streams.get(stream);
         return r !== undefined && r.closed > 0 && (r.aborted || r.finished);
       }, 25_000);
-      const rec = probe.streams.get(id);
+      const rec = probe.streams.get(stream);
       const cell = rec
         ? rec.aborted
           ? `close() ${rec.closed}x, signal fired after ${rec.chunks} chunks of 16 KiB`
           : `app ran to its end (${rec.chunks} chunks, ${((Date.now() - started) / 1000).toFixed(1)} s), close() ${rec.closed}x, no signal: the whole response was buffered`
         : 'stream never started';
-      const prev = label ? ctx.observations.cell(ctx.id, 'disconnect') : undefined;
+      const prev = label ? ctx.observations.cell(id, 'disconnect') : undefined;
       obs('disconnect', `${prev ? `${prev}; with` : ''}${label}${label ? ': ' : ''}${cell}`, rec);
       expect(status).toBe(200);
       expect(ok).toBe(true);
@@ -371,6 +391,6 @@ export function registerProbeTests(ctx: ProbeContext): void {
       );
       expect(loud).toEqual([]);
     }, 40_000);
-  disconnect(ctx.front, '', server === 'lighttpd');
-  if (server === 'lighttpd') disconnect(ctx.streaming, ' stream-response-body = 2', false);
+  disconnect(front, '', server === 'lighttpd');
+  if (server === 'lighttpd') disconnect(streaming, ' stream-response-body = 2', false);
 }

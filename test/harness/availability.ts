@@ -133,14 +133,13 @@ export type BlockDecision =
   | { action: 'skip'; message: string }
   | { action: 'fail'; message: string };
 
-/** Pure decision behind describeWithServer (exported for the self-test). */
-export function decideServerBlock(
+/** The decision for a block titled `title` when `what` (undefined: nothing) is missing. */
+function decideBlock(
   title: string,
-  missing: readonly ToolName[],
+  what: string | undefined,
   requireServers: boolean,
 ): BlockDecision {
-  if (missing.length === 0) return { action: 'run' };
-  const what = missingMessage(missing);
+  if (what === undefined) return { action: 'run' };
   if (requireServers) {
     return {
       action: 'fail',
@@ -150,20 +149,22 @@ export function decideServerBlock(
   return { action: 'skip', message: `SKIP ${title}: ${what}` };
 }
 
-/**
- * `describe(title, fn)` when every named server/tool is installed. Otherwise the block is
- * skipped with a visible `console.warn('SKIP <title>: <binary> not installed (...)')`, except
- * when TSGI_REQUIRE_SERVERS=1 (CI): then the block registers one failing test naming the
- * missing binary, so a broken CI image can't silently skip the integration tests.
- */
-export function describeWithServer(
-  names: ToolName | readonly ToolName[],
+/** Pure decision behind describeWithServer (exported for the self-test). */
+export function decideServerBlock(
+  title: string,
+  missing: readonly ToolName[],
+  requireServers: boolean,
+): BlockDecision {
+  return decideBlock(title, missing.length ? missingMessage(missing) : undefined, requireServers);
+}
+
+/** Registers the block as decided: `missing` names the binaries in the failing test's title. */
+function describeAs(
+  decision: BlockDecision,
+  missing: readonly string[],
   title: string,
   fn: () => void,
 ): void {
-  const list: readonly ToolName[] = typeof names === 'string' ? [names] : names;
-  const missing = list.filter((n) => !serverAvailable(n));
-  const decision = decideServerBlock(title, missing, process.env.TSGI_REQUIRE_SERVERS === '1');
   switch (decision.action) {
     case 'run':
       describe(title, fn);
@@ -180,4 +181,41 @@ export function describeWithServer(
       });
       return;
   }
+}
+
+const requireServers = () => process.env.TSGI_REQUIRE_SERVERS === '1';
+
+/**
+ * `describe(title, fn)` when every named server/tool is installed. Otherwise the block is
+ * skipped with a visible `console.warn('SKIP <title>: <binary> not installed (...)')`, except
+ * when TSGI_REQUIRE_SERVERS=1 (CI): then the block registers one failing test naming the
+ * missing binary, so a broken CI image can't silently skip the integration tests.
+ */
+export function describeWithServer(
+  names: ToolName | readonly ToolName[],
+  title: string,
+  fn: () => void,
+): void {
+  const list: readonly ToolName[] = typeof names === 'string' ? [names] : names;
+  const missing = list.filter((n) => !serverAvailable(n));
+  describeAs(decideServerBlock(title, missing, requireServers()), missing, title, fn);
+}
+
+/**
+ * describeWithBinary: describeWithServer for a binary the harness does not know (such as
+ * spawn-fcgi), looked up on PATH and in the sbin dirs; `apt` names its Debian package for the
+ * SKIP line. TSGI_HIDE_SERVERS=NAME pretends it is missing.
+ */
+export function describeWithBinary(
+  binary: string,
+  apt: string,
+  title: string,
+  fn: () => void,
+): void {
+  const simulated = hidden().has(binary);
+  const missing = simulated || findBinary(binary) === undefined;
+  const what = missing
+    ? `${binary} not installed (apt-get install ${apt})${simulated ? ' [simulated by TSGI_HIDE_SERVERS]' : ''}`
+    : undefined;
+  describeAs(decideBlock(title, what, requireServers()), [binary], title, fn);
 }

@@ -2,10 +2,10 @@
  * Small HTTP clients for integration tests: node:http with wire-order headers, a raw socket
  * exchange for byte-exact and pipelining checks, and curl.
  */
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { connect } from 'node:net';
 import { findBinary } from './availability.js';
+import { runProgram } from './run.js';
 
 export interface HttpRequestOptions {
   port: number;
@@ -192,27 +192,7 @@ export interface CurlResult {
 export function curl(args: string[], opts: { timeoutMs?: number } = {}): Promise<CurlResult> {
   const bin = findBinary('curl');
   if (!bin) return Promise.reject(new Error('curl not installed (apt-get install curl)'));
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, ['-sS', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString('utf8');
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`curl ${args.join(' ')} timed out`));
-    }, opts.timeoutMs ?? 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out), stderr: err });
-    });
-  });
+  return runProgram(bin, ['-sS', ...args], { timeoutMs: opts.timeoutMs });
 }
 
 /**

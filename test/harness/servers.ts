@@ -46,6 +46,7 @@ export type {
 } from './availability.js';
 export {
   decideServerBlock,
+  describeWithBinary,
   describeWithServer,
   findBinary,
   serverAvailable,

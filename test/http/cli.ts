@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pollMatch } from '../harness/run.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(ROOT, 'packages/cli/dist/bin.js');
@@ -97,32 +98,26 @@ export class Tsgi {
 
   /** Waits for the listening line (rejects with the output if the process exits first). */
   async listening(timeoutMs = 15_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
     let done = false;
     void this.exited.then(() => {
       done = true;
     });
-    while (Date.now() < deadline) {
-      const m = /tsgi: listening on (\S+)/.exec(this.stdout);
-      if (m) {
-        this.url = m[1] as string;
-        return this.url;
-      }
-      if (done) break;
-      await sleep(20);
-    }
-    throw new Error(`tsgi did not start:\nstdout: ${this.stdout}\nstderr: ${this.stderr}`);
+    const m = await pollMatch(
+      () => this.stdout,
+      /tsgi: listening on (\S+)/,
+      timeoutMs,
+      () => done,
+    );
+    if (!m) throw new Error(`tsgi did not start:\nstdout: ${this.stdout}\nstderr: ${this.stderr}`);
+    this.url = m[1] as string;
+    return this.url;
   }
 
   /** Waits until `pattern` appears in stderr. */
   async waitStderr(pattern: RegExp, timeoutMs = 15_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const m = pattern.exec(this.stderr);
-      if (m) return m;
-      await sleep(20);
-    }
-    throw new Error(`no ${pattern} in stderr:\n${this.stderr}`);
+    const m = await pollMatch(() => this.stderr, pattern, timeoutMs);
+    if (!m) throw new Error(`no ${pattern} in stderr:\n${this.stderr}`);
+    return m;
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {

@@ -1,8 +1,7 @@
 // Helpers for tests that run a real CGI process: bundle a script from the adapter's
 // sources (so the test exercises src/, not a possibly stale dist/), and start it with an
-// environment of raw bytes, as a server does.
+// environment of raw bytes, as a server does (runProcess, from test/harness/run.ts).
 import { Buffer } from 'node:buffer';
-import { spawn } from 'node:child_process';
 import { chmod, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -102,108 +101,12 @@ export async function writeExecutable(path: string, text: string): Promise<strin
   return path;
 }
 
-/** RunResult: what a CGI process produced. */
-export interface ProcessResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-/** RunOptions for runProcess. */
-export interface ProcessOptions {
-  /** The whole environment (nothing is inherited). Values may be raw bytes. */
-  env: Record<string, string | Uint8Array>;
-  /** Bytes for stdin, then EOF. Default: nothing (EOF at once). */
-  stdin?: Uint8Array | string;
-  /** Write stdin only after this many ms (exercises reads that find nothing yet). */
-  stdinDelayMs?: number;
-  /** Read stdout only after this many ms (a slow server: the pipe fills up). */
-  stdoutDelayMs?: number;
-  /** Close our end of stdout after this many bytes arrived (the server went away). */
-  closeStdoutAfter?: number;
-  args?: string[];
-  timeoutMs?: number;
-  /** Send this signal to the process once its first stdout bytes arrived (a server giving up). */
-  signalOnOutput?: NodeJS.Signals;
-}
-
-/** shellBytes: a POSIX `printf` format producing exactly `bytes` (every byte as an octal escape). */
-function shellBytes(bytes: Uint8Array): string {
-  let s = '';
-  for (const b of bytes) s += `\\${b.toString(8).padStart(3, '0')}`;
-  return s;
-}
-
-/**
- * runProcess: runs `command` with exactly `env` as its environment. Node's spawn() only
- * takes strings (it would encode 0xE9 as UTF-8), so the variables are put in place by a
- * shell: each value is produced byte for byte by printf, then `exec env -i` starts the
- * command with nothing else in its environment.
- */
-export function runProcess(command: string, options: ProcessOptions): Promise<ProcessResult> {
-  const lines: string[] = [];
-  const assigns: string[] = [];
-  let i = 0;
-  for (const [name, value] of Object.entries(options.env)) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`bad variable name ${name}`);
-    const bytes = typeof value === 'string' ? Buffer.from(value, 'latin1') : value;
-    // The trailing "x" survives $(...), which strips trailing newlines; it is cut off after.
-    lines.push(`v${i}="$(printf '${shellBytes(bytes)}x')"; v${i}="\${v${i}%x}"`);
-    assigns.push(`"${name}=$v${i}"`);
-    i++;
-  }
-  const args = (options.args ?? []).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  lines.push(
-    `exec /usr/bin/env -i ${assigns.join(' ')} '${command.replace(/'/g, `'\\''`)}' ${args}`,
-  );
-  const child = spawn('/bin/sh', ['-c', lines.join('\n')], { stdio: ['pipe', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    const out: Buffer[] = [];
-    let received = 0;
-    let err = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${command} timed out; stderr: ${err}`));
-    }, options.timeoutMs ?? 20_000);
-    const startReading = () => {
-      child.stdout.on('data', (d: Buffer) => {
-        if (received === 0 && options.signalOnOutput) child.kill(options.signalOnOutput);
-        out.push(d);
-        received += d.length;
-        if (options.closeStdoutAfter !== undefined && received >= options.closeStdoutAfter) {
-          child.stdout.destroy();
-        }
-      });
-      // An explicitly paused stream stays paused when a 'data' listener is added.
-      child.stdout.resume();
-    };
-    if (options.stdoutDelayMs) {
-      child.stdout.pause();
-      setTimeout(startReading, options.stdoutDelayMs);
-    } else {
-      startReading();
-    }
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString('utf8');
-    });
-    child.stdin.on('error', () => undefined);
-    const feed = () => {
-      if (options.stdin !== undefined) child.stdin.end(options.stdin);
-      else child.stdin.end();
-    };
-    if (options.stdinDelayMs) setTimeout(feed, options.stdinDelayMs);
-    else feed();
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out), stderr: err });
-    });
-  });
-}
+// runProcess: a CGI process with an environment of raw bytes (shared with the root tests).
+export {
+  type ProcessOptions,
+  type ProcessResult,
+  runProcess,
+} from '../../../test/harness/run.js';
 
 /** cgiEnv: a CGI request's environment as Apache's mod_cgi would set it, plus `extra`. */
 export function cgiEnv(
