@@ -49,24 +49,10 @@ const announce = (address: unknown) => {
 const protocol = process.env.GATEWAY_INTERFACE ? 'cgi' : process.env.TSGI_BRIDGE_PROTOCOL;
 switch (protocol) {
   case 'cgi':
-    // Apache's mod_cgi(d) sends SIGTERM to a script whose client went away (its request
-    // cleanup; SIGKILL 3 s later), and Node's default for SIGTERM is to die on the spot: the
-    // framework would never see the disconnect (measured: no abort/close event at all,
-    // servers.test.ts). runCgi has no SIGTERM handling of its own, so the script keeps
-    // running for up to 2 s: its next write fails (EPIPE, Apache closed the pipe), runCgi
-    // fires tsgi.signal and the framework sees its abort/close before the script exits.
-    process.on('SIGTERM', () => {
-      probe.hit('cgi:SIGTERM');
-      setTimeout(() => process.exit(143), 2000).unref();
-    });
-    {
-      const code = await runCgi(app, { errors });
-      // runCgi resolves once the core is done with the exchange, which can be before a Node
-      // listener's 'close' events ran (Node emits them on process.nextTick; after a
-      // disconnect the core does not wait for them): exiting at once lost Express's res
-      // 'close' and Koa's stream destroy behind Apache. One turn of the event loop first.
-      setImmediate(() => process.exit(code));
-    }
+    // runCgi handles what Apache's mod_cgi(d) does to a script whose client went away
+    // (SIGTERM: tsgi.signal fires and the app gets 2 s) and resolves one event-loop turn
+    // after the response, so the framework's 'close' events have run: exit at once.
+    process.exit(await runCgi(app, { errors }));
     break;
   case 'fastcgi': {
     const { serveFastcgi } = await import('@tsgi/fastcgi');
