@@ -18,40 +18,25 @@
 //
 //   pnpm run build && node bench/bridges/run.mjs [--quick] [--rounds 5] [--duration 10]
 //        [--connections 32] [--only hello,json,echo] [--json FILE]
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { frontBinary, nginxConfig } from '../lib/fronts.mjs';
-import { fetchOnce, wrkPostScript } from '../lib/load.mjs';
-import { freePort, spawnGroup, waitForPort } from '../lib/proc.mjs';
-import { fmt, interleave, machine, median, parseArgs, ratio } from '../lib/report.mjs';
+import { frontBinary, startFront } from '../lib/fronts.mjs';
+import { fetchOnce, wrk, wrkPostScript } from '../lib/load.mjs';
+import { spawnGroup } from '../lib/proc.mjs';
+import { benchArgs, fmt, machine, median, ratio, startReport } from '../lib/report.mjs';
+import { requireTools, timeRounds } from '../lib/run.mjs';
 import { DOC } from './doc.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 const tsgiBin = join(root, 'packages', 'cli', 'dist', 'bin.js');
-const jsonAt = process.argv.indexOf('--json');
-const jsonPath = jsonAt >= 0 ? process.argv.splice(jsonAt, 2)[1] : undefined;
-const opts = parseArgs(process.argv.slice(2), { rounds: 5, duration: 10, connections: 32 });
-if (opts.help) {
-  console.log(
-    'node bench/bridges/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--only hello,json,echo] [--json FILE]',
-  );
-  process.exit(0);
-}
-const want = (k) => !opts.only || opts.only.has(k);
-
-if (spawnSync('sh', ['-c', 'command -v wrk']).status !== 0) {
-  console.error('bench/bridges: wrk is not installed (apt-get install wrk); nothing measured');
-  process.exit(2);
-}
-if (!frontBinary('nginx')) {
-  console.error('bench/bridges: nginx is not installed; nothing measured');
-  process.exit(2);
-}
+const { opts, want, jsonPath, rest } = benchArgs(
+  'node bench/bridges/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--only hello,json,echo] [--json FILE]',
+  { rounds: 5, duration: 10, connections: 32 },
+);
+requireTools('bridges', ['nginx']);
 if (!existsSync(tsgiBin)) {
   console.error('bench/bridges: packages/cli/dist/bin.js is missing; run pnpm run build first');
   process.exit(2);
@@ -140,71 +125,12 @@ function startTarget(t) {
 }
 
 /**
- * startNginx: bench/lib/fronts.mjs's nginx config for `routes`, plus
- * `client_body_buffer_size 128k`. With nginx's default (16k) a request body of 16 KiB or more
- * goes to a temp file and every such POST from wrk took 44 ms (measured: 722 req/s at
- * 16 to 64 KiB, against 13 604 at 8 KiB), whatever the backend: the POST workload would
- * measure that stall instead of the backends.
+ * NGINX: the nginx options of the one front: `client_body_buffer_size 128k`. With nginx's
+ * default (16k) a request body of 16 KiB or more goes to a temp file and every such POST from
+ * wrk took 44 ms (measured: 722 req/s at 16 to 64 KiB, against 13 604 at 8 KiB), whatever the
+ * backend: the POST workload would measure that stall instead of the backends.
  */
-async function startNginx(routes) {
-  const dir = await mkdtemp(join(tmpdir(), 'tsgi-bench-bridges-nginx-'));
-  await mkdir(join(dir, 'tmp'));
-  await mkdir(join(dir, 'htdocs'));
-  const port = await freePort();
-  const config = nginxConfig({ routes, port, dir }).replace(
-    'client_max_body_size 0;',
-    'client_max_body_size 0;\n  client_body_buffer_size 128k;',
-  );
-  if (!config.includes('client_body_buffer_size 128k'))
-    throw new Error('nginx config: no body buffer');
-  const configPath = join(dir, 'nginx.conf');
-  await writeFile(configPath, config);
-  const proc = spawnGroup(
-    frontBinary('nginx'),
-    ['-p', `${dir}/`, '-c', configPath, '-g', 'daemon off;'],
-    {
-      cwd: dir,
-    },
-  );
-  await waitForPort(port, proc);
-  return {
-    url: (path) => `http://127.0.0.1:${port}${path}`,
-    async stop() {
-      await proc.stop();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** wrk with --latency: { rps (successful answers only), p50, p99 (ms), errors, argv }. */
-function wrkRun(url, { connections, duration, script }) {
-  const argv = ['-t1', `-c${connections}`, `-d${duration}s`, '--timeout', '10s', '--latency'];
-  if (script) argv.push('-s', script);
-  argv.push(url);
-  return new Promise((resolve, reject) => {
-    execFile('wrk', argv, { encoding: 'utf8', maxBuffer: 1 << 20 }, (err, out) => {
-      if (err) return reject(new Error(`wrk ${argv.join(' ')} failed: ${err.message}\n${out}`));
-      const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1]);
-      const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? Number.NaN);
-      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-      let errors = non2xx;
-      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      if (sock) errors += Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]);
-      const ms = (q) => {
-        const m = new RegExp(`^\\s+${q}%\\s+([0-9.]+)(us|ms|s)\\s*$`, 'm').exec(out);
-        if (!m) return Number.NaN;
-        return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
-      };
-      resolve({
-        rps: requests > 0 ? rps * (1 - non2xx / requests) : 0,
-        p50: ms(50),
-        p99: ms(99),
-        errors,
-        argv,
-      });
-    });
-  });
-}
+const NGINX = { clientBodyBufferSize: '128k' };
 
 /** The headers a comparison is about: not the date, the server or the framing. */
 const FRAMING = new Set([
@@ -221,25 +147,21 @@ const appHeaders = (h) =>
     .map(([k, v]) => `${k}: ${v}`)
     .sort();
 
-const report = [];
-const out = (line = '') => {
-  console.log(line);
-  report.push(line);
-};
-const json = {
-  machineAtStart: machine(),
-  options: { ...opts, only: opts.only && [...opts.only] },
-  checks: {},
-  workloads: {},
-};
 const nginxVersion = (() => {
   const r = spawnSync(frontBinary('nginx'), ['-v'], { encoding: 'utf8' });
   return /nginx\/[0-9.]+/.exec(`${r.stdout}${r.stderr}`)?.[0] ?? 'nginx';
 })();
-
-out(`# bench/bridges: ${new Date().toISOString()}`);
-out(`command: node bench/bridges/run.mjs ${process.argv.slice(2).join(' ')}`.trim());
-out(`machine at start: ${json.machineAtStart}, ${nginxVersion}`);
+// The command as printed leaves --json out.
+const {
+  out,
+  lines: report,
+  json,
+} = startReport('bridges', {
+  commandLine: rest,
+  opts,
+  sections: { checks: {}, workloads: {} },
+  note: nginxVersion,
+});
 out(
   `wrk -t1 -c${opts.connections} -d${opts.duration}s --latency, ${opts.rounds} interleaved rounds (order rotated each round) after a 2 s warm-up of each target; one nginx, 1 worker, access_log off, client_body_buffer_size 128k`,
 );
@@ -256,13 +178,15 @@ try {
     started.push(b);
     backends[t.name] = b;
   }
-  const nginx = await startNginx(
+  const nginx = await startFront(
+    'nginx',
     TARGETS.map((t) => ({
       prefix: `/${t.name}/`,
       kind: t.kind,
       backend: backends[t.name].address,
       keepConn: t.kind === 'fastcgi',
     })),
+    NGINX,
   );
   started.push(nginx);
   const url = (t, path) => nginx.url(`/${t.name}/${path}`);
@@ -303,26 +227,22 @@ try {
     const script = w.script?.();
     const errors = Object.fromEntries(TARGETS.map((t) => [t.name, 0]));
     const lat = Object.fromEntries(TARGETS.map((t) => [t.name, { p50: [], p99: [] }]));
-    for (const t of TARGETS) {
-      await wrkRun(url(t, w.path), {
-        connections: opts.connections,
-        duration: Math.min(2, opts.duration),
-        script,
-      });
-    }
-    const results = await interleave(
+    const results = await timeRounds(
       TARGETS,
-      opts.rounds,
-      async (t) => {
-        const r = await wrkRun(url(t, w.path), {
+      opts,
+      async (t, duration, counted) => {
+        const r = await wrk(url(t, w.path), {
           connections: opts.connections,
-          duration: opts.duration,
+          duration,
           script,
+          latency: true,
         });
-        errors[t.name] += r.errors;
-        lat[t.name].p50.push(r.p50);
-        lat[t.name].p99.push(r.p99);
-        return r.rps;
+        if (counted) {
+          errors[t.name] += r.errors;
+          lat[t.name].p50.push(r.p50);
+          lat[t.name].p99.push(r.p99);
+        }
+        return r.okRps;
       },
       out,
     );

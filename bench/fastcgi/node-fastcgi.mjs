@@ -1,58 +1,12 @@
 // node-fastcgi 2.0.0 (root devDependency), as its README shows it:
 // fcgi.createServer((req, res) => ...).listen(). Same workload as the other backends.
 import { createRequire } from 'node:module';
-import { announce, BIG, HELLO, listenArg, pacer, route } from '../lib/backends/workload.mjs';
+import { announce, listenArg, nodeListener } from '../lib/backends/workload.mjs';
 
 const require = createRequire(import.meta.url);
 const fcgi = require('node-fastcgi');
 
-const text = (res, s) => {
-  const b = Buffer.from(s);
-  res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': String(b.length) });
-  res.end(b);
-};
-
-const server = fcgi.createServer((req, res) => {
-  switch (route(req.url)) {
-    case 'hello':
-      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '14' });
-      res.end(HELLO);
-      return;
-    case 'big':
-      res.writeHead(200, {
-        'Content-Type': 'application/octet-stream',
-        'Content-Length': String(BIG.length),
-      });
-      res.end(BIG);
-      return;
-    case 'upload': {
-      let n = 0;
-      req.on('data', (c) => {
-        n += c.length;
-      });
-      req.on('end', () => text(res, `${n}\n`));
-      return;
-    }
-    case 'slow': {
-      // Reads slowly: pauses the request stream whenever it is ahead of READ_RATE.
-      let n = 0;
-      const wait = pacer();
-      req.on('data', (c) => {
-        n += c.length;
-        const ms = wait(c.length);
-        if (ms > 0) {
-          req.pause();
-          setTimeout(() => req.resume(), ms);
-        }
-      });
-      req.on('end', () => text(res, `${n}\n`));
-      return;
-    }
-    default:
-      res.writeHead(404, { 'Content-Length': '0' });
-      res.end();
-  }
-});
+const server = fcgi.createServer(nodeListener());
 const l = listenArg();
 server.listen(l.path ?? l.port, l.path ? undefined : l.host, () => {
   const a = server.address();

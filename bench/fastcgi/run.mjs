@@ -21,65 +21,45 @@
 // Each backend runs in its own child process (bench/lib/backends, bench/fastcgi/node-fastcgi.mjs).
 // Targets (issue 5): tsgi >= 3x node-fastcgi and >= 0.9x node:http on hello world; tsgi's peak
 // RSS within 32 MB of its idle RSS. Results and the command: docs/bench/fastcgi.md.
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { frontBinary, startFront } from '../lib/fronts.mjs';
+import { startFront } from '../lib/fronts.mjs';
 import { startBackend } from '../lib/proc.mjs';
-import { fmt, machine, median, parseArgs, ratio, table, verdict } from '../lib/report.mjs';
-import { cpuTable, established, measureWorkload, memoryProbe, WORKLOADS } from '../lib/run.mjs';
+import { benchArgs, fmt, machine, median, ratio, startReport, verdict } from '../lib/report.mjs';
+import {
+  established,
+  frontRoutes,
+  frontTargets,
+  measureWorkload,
+  memoryThrough,
+  requireTools,
+  startBackends,
+  tsgiBackend,
+  tsgiVariants,
+  vsBaseline,
+  WORKLOADS,
+  workloadTables,
+} from '../lib/run.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const lib = join(here, '..', 'lib', 'backends');
-/** The command line as given (--json and --baseline are taken out of process.argv below). */
-const commandLine = process.argv.slice(2).join(' ');
-const jsonAt = process.argv.indexOf('--json');
-const jsonPath = jsonAt >= 0 ? process.argv.splice(jsonAt, 2)[1] : undefined;
-const baseAt = process.argv.indexOf('--baseline');
-const baseline = baseAt >= 0 ? process.argv.splice(baseAt, 2)[1] : undefined;
-const opts = parseArgs(process.argv.slice(2), {
-  rounds: 5,
-  duration: 10,
-  connections: 32,
-  uploadMb: 200,
-  readRate: 20,
-});
-if (opts.help) {
-  console.log(
-    'node bench/fastcgi/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--upload-mb N] [--read-rate MB/s] [--only hello,big,upload,memory] [--baseline DIR] [--json FILE]',
-  );
-  process.exit(0);
-}
-const want = (k) => !opts.only || opts.only.has(k);
-
-if (spawnSync('sh', ['-c', 'command -v wrk']).status !== 0) {
-  console.error('bench/fastcgi: wrk is not installed (apt-get install wrk); nothing measured');
-  process.exit(2);
-}
-if (!frontBinary('nginx')) {
-  console.error('bench/fastcgi: nginx is not installed; nothing measured');
-  process.exit(2);
-}
+const { opts, want, jsonPath, baseline, commandLine } = benchArgs(
+  'node bench/fastcgi/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--upload-mb N] [--read-rate MB/s] [--only hello,big,upload,memory] [--baseline DIR] [--json FILE]',
+  { rounds: 5, duration: 10, connections: 32, uploadMb: 200, readRate: 20 },
+  { baseline: true },
+);
+requireTools('fastcgi', ['nginx']);
 
 const env = { BENCH_READ_RATE: String(opts.readRate) };
 const nodeFastcgi = (name) => () => startBackend(name, join(here, 'node-fastcgi.mjs'), [], { env });
 const BACKENDS = {
-  tsgi: () => startBackend('tsgi', join(lib, 'tsgi.mjs'), ['--protocol', 'fastcgi'], { env }),
+  tsgi: tsgiBackend('tsgi', 'fastcgi', env),
   'node-fastcgi': nodeFastcgi('node-fastcgi'),
   'node-fastcgi/no-keep-conn': nodeFastcgi('node-fastcgi/no-keep-conn'),
   'node:http': () => startBackend('node:http', join(lib, 'http.mjs'), [], { env }),
-  ...(baseline && {
-    'tsgi@baseline': () =>
-      startBackend('tsgi@baseline', join(lib, 'tsgi.mjs'), ['--protocol', 'fastcgi'], {
-        env: { ...env, BENCH_TSGI_MODULE: resolve(baseline, 'fastcgi', 'dist', 'index.js') },
-      }),
-  }),
-  // Memory only: the slow reader iterates tsgi.input (chunks as they come) instead of read(64 KiB).
-  'tsgi (for await)': () =>
-    startBackend('tsgi (for await)', join(lib, 'tsgi.mjs'), ['--protocol', 'fastcgi'], {
-      env: { ...env, BENCH_SLOW_READ: 'iterate' },
-    }),
+  // tsgi@baseline with --baseline DIR; tsgi (for await) for the memory test only.
+  ...tsgiVariants('tsgi', 'fastcgi', env, baseline),
 };
 const KIND = {
   'tsgi@baseline': 'fastcgi',
@@ -114,21 +94,11 @@ const bestNodeFastcgi = (r) => {
   return a.map((x, i) => Math.max(x, b[i] ?? 0));
 };
 
-const report = [];
-const out = (line = '') => {
-  console.log(line);
-  report.push(line);
-};
-const json = {
-  machineAtStart: machine(),
-  options: { ...opts, only: opts.only && [...opts.only] },
-  throughput: {},
-  memory: {},
-};
-
-out(`# bench/fastcgi: ${new Date().toISOString()}`);
-out(`command: node bench/fastcgi/run.mjs ${commandLine}`.trim());
-out(`machine at start: ${json.machineAtStart}`);
+const { out, json } = startReport('fastcgi', {
+  commandLine,
+  opts,
+  sections: { throughput: {}, memory: {} },
+});
 out(
   `wrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.rounds} interleaved rounds (order rotated each round), nginx 1 worker, access_log off`,
 );
@@ -142,44 +112,26 @@ try {
   // ---- throughput --------------------------------------------------------------------------
   const throughput = ['hello', 'big', 'upload'].filter(want);
   if (throughput.length) {
-    const backends = {};
-    for (const [name, start] of Object.entries(BACKENDS)) {
-      if (name === 'tsgi (for await)') continue;
-      const b = await start();
-      if (b.skipped) {
-        out(`SKIP ${name}: ${b.skipped}`);
-        continue;
-      }
-      started.push(b);
-      backends[name] = b;
-    }
-    const routes = Object.entries(backends).map(([name, b]) => ({
-      prefix: PREFIX[name],
-      kind: KIND[name],
-      backend: b.address,
-      keepConn: KIND[name] === 'fastcgi' && KEEP[name],
-    }));
-    const nginx = await startFront('nginx', routes);
+    const backends = await startBackends(BACKENDS, started, out);
+    const nginx = await startFront(
+      'nginx',
+      frontRoutes(backends, PREFIX, (name) => ({
+        kind: KIND[name],
+        keepConn: KIND[name] === 'fastcgi' && KEEP[name],
+      })),
+    );
     started.push(nginx);
-    const targets = Object.keys(backends).map((name) => ({
-      name,
-      url: (p) => nginx.url(`${PREFIX[name]}${p}`),
-      backendPid: backends[name].pid,
-      frontPid: nginx.pid,
-    }));
+    const targets = frontTargets(nginx, backends, PREFIX);
     for (const key of throughput) {
       out(`\n## ${WORKLOADS[key].title}`);
-      const { results, errors, cpu } = await measureWorkload(key, targets, opts, out);
+      const measured = await measureWorkload(key, targets, opts, out);
+      const { results, errors, cpu } = measured;
       json.throughput[key] = results;
       json.throughput[`${key}Errors`] = errors;
       json.throughput[`${key}Cpu`] = cpu;
-      for (const l of table(WORKLOADS[key].title, results, 'node:http', errors)) out(l);
-      out('');
-      for (const l of cpuTable(cpu, 'node:http')) out(l);
-      if (results['tsgi@baseline'])
-        out(
-          `tsgi / tsgi@baseline: ${fmt(ratio(results.tsgi, results['tsgi@baseline']), 2)}x req/s, ${fmt(ratio(cpu.tsgi.backend, cpu['tsgi@baseline'].backend), 2)}x backend CPU per request`,
-        );
+      for (const l of workloadTables(WORKLOADS[key].title, measured, 'node:http')) out(l);
+      const base = vsBaseline('tsgi', results, cpu);
+      if (base) out(base);
       if (results.tsgi && results['node-fastcgi'])
         out(
           `tsgi / node-fastcgi: ${fmt(ratio(results.tsgi, results['node-fastcgi']), 2)}x; tsgi / best node-fastcgi setup (per round): ${fmt(ratio(results.tsgi, bestNodeFastcgi(results)), 2)}x`,
@@ -213,33 +165,20 @@ try {
     out('| backend | idle RSS (MB) | peak RSS (MB) | growth (MB) | upload time (s) | answer ok |');
     out('|---|---:|---:|---:|---:|---|');
     for (const name of baseline ? [...MEMORY, 'tsgi@baseline'] : MEMORY) {
-      const b = await BACKENDS[name]();
-      if (b.skipped) {
-        out(`| ${name} | skipped: ${b.skipped} | | | | |`);
+      const route = {
+        prefix: PREFIX[name],
+        kind: KIND[name],
+        keepConn: KIND[name] === 'fastcgi',
+        requestBuffering: false,
+      };
+      const r = await memoryThrough(BACKENDS[name], 'nginx', route, { total });
+      if (r.skipped) {
+        out(`| ${name} | skipped: ${r.skipped} | | | | |`);
         continue;
       }
-      started.push(b);
-      const nginx = await startFront('nginx', [
-        {
-          prefix: PREFIX[name],
-          kind: KIND[name],
-          backend: b.address,
-          keepConn: KIND[name] === 'fastcgi',
-          requestBuffering: false,
-        },
-      ]);
-      started.push(nginx);
-      const m = await memoryProbe(b, nginx.url(`${PREFIX[name]}slow`), {
-        total,
-        warmUrl: nginx.url(`${PREFIX[name]}hello`),
-      });
-      json.memory[name] = m;
-      out(
-        `| ${name} | ${fmt(m.idleMb, 1)} | ${fmt(m.peakMb, 1)} | ${fmt(m.growthMb, 1)} | ${fmt(m.seconds, 1)} | ${m.ok ? 'yes' : `NO (${m.answer})`} |`,
-      );
-      if (!m.ok)
-        out(`  nginx error log: ${(await nginx.errorLog()).split('\n').slice(-5).join(' | ')}`);
-      await stopAll();
+      json.memory[name] = r.m;
+      out(`| ${name} | ${r.cells}`);
+      if (r.errorLog !== undefined) out(`  nginx error log: ${r.errorLog}`);
     }
     out(`peak: ${json.memory.tsgi?.peakSource ?? 'VmHWM / VmRSS samples'}`);
   }

@@ -1,8 +1,9 @@
 // nginx and lighttpd for the benches: one front process serving several routes, one per
 // backend, so every target goes through the same front (same worker, same config apart from
 // the route). Configs are written here (not the test harness's TypeScript generators) so the
-// benches run from plain `node`; they follow the harness's choices (Debian's stock params,
-// private temp paths, `client_max_body_size 0`) and add what a benchmark needs (no access log).
+// benches run from plain `node`; they follow the harness's choices (Debian's stock params, from
+// the harness's own copy in test/harness/config/nginx-params.mjs, private temp paths,
+// `client_max_body_size 0`) and add what a benchmark needs (no access log).
 //
 // A route: { prefix: '/tsgi/', kind: 'fastcgi' | 'scgi' | 'http', backend: { host, port } |
 //   { socket }, keepConn?: boolean (nginx fastcgi: fastcgi_keep_conn on + keepalive 16;
@@ -11,63 +12,27 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  DEBIAN_FASTCGI_PARAMS,
+  DEBIAN_SCGI_PARAMS,
+} from '../../test/harness/config/nginx-params.mjs';
 import { freePort, spawnGroup, waitForPort } from './proc.mjs';
-
-/** Debian 12's /etc/nginx/fastcgi_params, comments dropped (as test/harness/config/nginx.ts). */
-export const FASTCGI_PARAMS = `
-fastcgi_param  QUERY_STRING       $query_string;
-fastcgi_param  REQUEST_METHOD     $request_method;
-fastcgi_param  CONTENT_TYPE       $content_type;
-fastcgi_param  CONTENT_LENGTH     $content_length;
-fastcgi_param  SCRIPT_NAME        $fastcgi_script_name;
-fastcgi_param  REQUEST_URI        $request_uri;
-fastcgi_param  DOCUMENT_URI       $document_uri;
-fastcgi_param  DOCUMENT_ROOT      $document_root;
-fastcgi_param  SERVER_PROTOCOL    $server_protocol;
-fastcgi_param  REQUEST_SCHEME     $scheme;
-fastcgi_param  HTTPS              $https if_not_empty;
-fastcgi_param  GATEWAY_INTERFACE  CGI/1.1;
-fastcgi_param  SERVER_SOFTWARE    nginx/$nginx_version;
-fastcgi_param  REMOTE_ADDR        $remote_addr;
-fastcgi_param  REMOTE_PORT        $remote_port;
-fastcgi_param  REMOTE_USER        $remote_user;
-fastcgi_param  SERVER_ADDR        $server_addr;
-fastcgi_param  SERVER_PORT        $server_port;
-fastcgi_param  SERVER_NAME        $server_name;
-fastcgi_param  REDIRECT_STATUS    200;
-fastcgi_param  HTTP_HOST          $host;
-`;
-
-/** Debian 12's /etc/nginx/scgi_params (nginx sends CONTENT_LENGTH itself, first). */
-export const SCGI_PARAMS = `
-scgi_param  REQUEST_METHOD     $request_method;
-scgi_param  REQUEST_URI        $request_uri;
-scgi_param  QUERY_STRING       $query_string;
-scgi_param  CONTENT_TYPE       $content_type;
-scgi_param  DOCUMENT_URI       $document_uri;
-scgi_param  DOCUMENT_ROOT      $document_root;
-scgi_param  SCGI               1;
-scgi_param  SERVER_PROTOCOL    $server_protocol;
-scgi_param  REQUEST_SCHEME     $scheme;
-scgi_param  HTTPS              $https if_not_empty;
-scgi_param  REMOTE_ADDR        $remote_addr;
-scgi_param  REMOTE_PORT        $remote_port;
-scgi_param  SERVER_PORT        $server_port;
-scgi_param  SERVER_NAME        $server_name;
-scgi_param  HTTP_HOST          $host;
-`;
 
 const isRoot = () => process.getuid?.() === 0;
 const addr = (b) => ('socket' in b ? `unix:${b.socket}` : `${b.host}:${b.port}`);
+/** indent: `s`'s lines trimmed, blank ones dropped, each indented `by`. */
 const indent = (s, by) =>
   s
-    .trim()
     .split('\n')
+    .filter((l) => l.trim())
     .map((l) => by + l.trim())
     .join('\n');
 
-/** nginxConfig: the nginx.conf for `routes` (see the top of this file). */
-export function nginxConfig({ routes, port, dir, workers = 1 }) {
+/**
+ * nginxConfig: the nginx.conf for `routes` (see the top of this file); `clientBodyBufferSize`
+ * sets client_body_buffer_size (nginx's default otherwise).
+ */
+export function nginxConfig({ routes, port, dir, workers = 1, clientBodyBufferSize }) {
   const tmp = join(dir, 'tmp');
   const upstreams = [];
   const locations = [];
@@ -79,14 +44,14 @@ export function nginxConfig({ routes, port, dir, workers = 1 }) {
         upstreams.push(
           `upstream ${up} {\n  server ${addr(r.backend)};\n${r.keepConn ? '  keepalive 16;\n' : ''}}`,
         );
-        lines.push(FASTCGI_PARAMS);
+        lines.push(DEBIAN_FASTCGI_PARAMS);
         if (r.keepConn) lines.push('fastcgi_keep_conn on;');
         if (r.requestBuffering === false) lines.push('fastcgi_request_buffering off;');
         lines.push(`fastcgi_pass ${up};`);
         break;
       case 'scgi':
         upstreams.push(`upstream ${up} {\n  server ${addr(r.backend)};\n}`);
-        lines.push(SCGI_PARAMS);
+        lines.push(DEBIAN_SCGI_PARAMS);
         if (r.requestBuffering === false) lines.push('scgi_request_buffering off;');
         lines.push(`scgi_pass ${up};`);
         break;
@@ -118,7 +83,7 @@ http {
   fastcgi_temp_path ${join(tmp, 'fastcgi')};
   scgi_temp_path ${join(tmp, 'scgi')};
   uwsgi_temp_path ${join(tmp, 'uwsgi')};
-  client_max_body_size 0;
+  client_max_body_size 0;${clientBodyBufferSize ? `\n  client_body_buffer_size ${clientBodyBufferSize};` : ''}
   default_type application/octet-stream;
 ${indent(upstreams.join('\n'), '  ')}
   server {
@@ -181,7 +146,8 @@ export function frontBinary(server) {
 }
 
 /**
- * startFront: start nginx or lighttpd in the foreground with `routes`; resolves to
+ * startFront: start nginx or lighttpd in the foreground with `routes` (`options`: nginx
+ * { workers, clientBodyBufferSize }, lighttpd { streamRequestBody }); resolves to
  * `{ server, port, url(path), dir, pid, config, errorLog(), stop() }`.
  */
 export async function startFront(server, routes, options = {}) {
@@ -195,7 +161,7 @@ export async function startFront(server, routes, options = {}) {
     const port = await freePort();
     const config =
       server === 'nginx'
-        ? nginxConfig({ routes, port, dir, workers: options.workers })
+        ? nginxConfig({ routes, port, dir, ...options })
         : lighttpdConfig({ routes, port, dir, streamRequestBody: options.streamRequestBody });
     const configPath = join(dir, `${server}.conf`);
     await writeFile(configPath, config);

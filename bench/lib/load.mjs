@@ -20,15 +20,18 @@ export function wrkPostScript(bytes) {
 }
 
 /**
- * wrk: `wrk -t1 -cN -dSs [-s script] url`. Resolves to { rps, requests, non2xx, errors, raw } where
- * errors counts socket errors and non-2xx/3xx responses (a run with errors is reported, and
- * its req/s is still returned: the caller decides).
+ * wrk: `wrk -t1 -cN -dSs --timeout T [--latency] [-s script] url`. Resolves to { rps, okRps,
+ * requests, non2xx, errors, p50, p99, raw, argv } where errors counts socket errors and
+ * non-2xx/3xx responses (a run with errors is reported, and its req/s is still returned: the
+ * caller decides); okRps counts the successful answers only (non-2xx/3xx subtracted); p50 and
+ * p99 (ms) are measured with `latency: true` only (NaN otherwise).
  */
 export function wrk(
   url,
-  { connections = 32, duration = 10, threads = 1, script, timeout = '10s' } = {},
+  { connections = 32, duration = 10, threads = 1, script, timeout = '10s', latency = false } = {},
 ) {
   const argv = [`-t${threads}`, `-c${connections}`, `-d${duration}s`, `--timeout`, timeout];
+  if (latency) argv.push('--latency');
   if (script) argv.push('-s', script);
   argv.push(url);
   return new Promise((resolve, reject) => {
@@ -42,7 +45,22 @@ export function wrk(
       let errors = non2xx;
       const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
       if (sock) errors += Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]);
-      resolve({ rps: Number(rps[1]), requests, non2xx, errors, raw: out, argv: ['wrk', ...argv] });
+      const ms = (q) => {
+        const m = new RegExp(`^\\s+${q}%\\s+([0-9.]+)(us|ms|s)\\s*$`, 'm').exec(out);
+        if (!m) return Number.NaN;
+        return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
+      };
+      resolve({
+        rps: Number(rps[1]),
+        okRps: requests > 0 ? Number(rps[1]) * (1 - non2xx / requests) : 0,
+        requests,
+        non2xx,
+        errors,
+        p50: ms(50),
+        p99: ms(99),
+        raw: out,
+        argv: ['wrk', ...argv],
+      });
     });
   });
 }

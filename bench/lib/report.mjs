@@ -13,10 +13,12 @@ export function median(xs) {
 
 /**
  * parseArgs: `--quick`, `--rounds N`, `--duration S`, `--connections N`, `--upload-mb N`,
- * `--only a,b` (workload names), plus whatever `extra` names (flags without a value).
+ * `--read-rate N`, `--only a,b` (workload names; `defaults.only`, a Set, when not given), plus
+ * whatever `extraFlags` names (flags without a value).
  */
 export function parseArgs(argv, defaults, extraFlags = []) {
-  const opts = { ...defaults, quick: false, only: undefined };
+  const { only, ...rest } = defaults;
+  const opts = { ...rest, quick: false, only };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = () => {
@@ -42,6 +44,61 @@ export function parseArgs(argv, defaults, extraFlags = []) {
     opts.uploadMb = argv.includes('--upload-mb') ? opts.uploadMb : 20;
   }
   return opts;
+}
+
+/**
+ * benchArgs: the command line of bench/NAME/run.mjs. `--json FILE` and, with `baseline: true`,
+ * `--baseline DIR` are taken out; the rest goes through parseArgs(defaults); `--help` prints
+ * `usage` and exits. Returns { opts, want(workload), jsonPath, baseline, commandLine (all of
+ * it, as given), rest (without --json and --baseline) }.
+ */
+export function benchArgs(
+  usage,
+  defaults,
+  { baseline = false, argv = process.argv.slice(2) } = {},
+) {
+  const rest = [...argv];
+  const take = (flag) => {
+    const at = rest.indexOf(flag);
+    return at >= 0 ? rest.splice(at, 2)[1] : undefined;
+  };
+  const jsonPath = take('--json');
+  const baselineDir = baseline ? take('--baseline') : undefined;
+  const opts = parseArgs(rest, defaults);
+  if (opts.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  return {
+    opts,
+    want: (k) => !opts.only || opts.only.has(k),
+    jsonPath,
+    baseline: baselineDir,
+    commandLine: argv.join(' '),
+    rest: rest.join(' '),
+  };
+}
+
+/**
+ * startReport: the report of bench/NAME/run.mjs. `out(line)` prints a line and keeps it in
+ * `lines`; `json` (what --json writes) starts as { machineAtStart, options, ...sections }.
+ * Prints the report's head: the bench and the time, the command, the machine (and `note`).
+ */
+export function startReport(name, { commandLine, opts, sections = {}, note }) {
+  const lines = [];
+  const out = (line = '') => {
+    console.log(line);
+    lines.push(line);
+  };
+  const json = {
+    machineAtStart: machine(),
+    options: { ...opts, only: opts.only && [...opts.only] },
+    ...sections,
+  };
+  out(`# bench/${name}: ${new Date().toISOString()}`);
+  out(`command: node bench/${name}/run.mjs ${commandLine}`.trim());
+  out(`machine at start: ${json.machineAtStart}${note ? `, ${note}` : ''}`);
+  return { out, lines, json };
 }
 
 /** machine: one line about the machine and its load (printed at start and at the end). */

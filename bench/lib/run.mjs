@@ -1,9 +1,12 @@
 // The parts every bench shares: check that each target answers the workload correctly
 // before timing it, time workloads round by round, and measure RSS during a slow upload.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { frontBinary, startFront } from './fronts.mjs';
 import { fetchOnce, streamUpload, wrk, wrkPostScript } from './load.mjs';
-import { cpuSeconds, mb, resetPeak, rssOf, sampleRss } from './proc.mjs';
-import { fmt, interleave, median, ratio } from './report.mjs';
+import { cpuSeconds, mb, resetPeak, rssOf, sampleRss, startBackend } from './proc.mjs';
+import { fmt, interleave, median, ratio, table } from './report.mjs';
 
 /** Workloads: how wrk drives them and what a correct answer is. */
 export const WORKLOADS = {
@@ -45,6 +48,66 @@ export const WORKLOADS = {
   },
 };
 
+const TSGI_BACKEND = fileURLToPath(new URL('./backends/tsgi.mjs', import.meta.url));
+
+/**
+ * tsgiBackend: a start function for bench/lib/backends/tsgi.mjs serving `protocol` (fastcgi,
+ * scgi), with `env` (BENCH_READ_RATE, ...) in its environment.
+ */
+export function tsgiBackend(name, protocol, env) {
+  return () => startBackend(name, TSGI_BACKEND, ['--protocol', protocol], { env });
+}
+
+/**
+ * tsgiVariants: the other tsgi backends of a bench, as { name: start }. With `baseline` (a
+ * DIR): NAME@baseline, the adapter loaded from DIR/PROTOCOL/dist/index.js (another build, e.g.
+ * of an earlier commit) for a before/after comparison in the same rounds. Always, for the
+ * memory test only (marked `memoryOnly`): NAME (for await), whose slow reader iterates
+ * tsgi.input (chunks as they come) instead of read(64 KiB).
+ */
+export function tsgiVariants(name, protocol, env, baseline) {
+  const base = `${name}@baseline`;
+  const iterate = `${name} (for await)`;
+  const forAwait = tsgiBackend(iterate, protocol, { ...env, BENCH_SLOW_READ: 'iterate' });
+  forAwait.memoryOnly = true; // startBackends leaves it out
+  return {
+    ...(baseline && {
+      [base]: tsgiBackend(base, protocol, {
+        ...env,
+        BENCH_TSGI_MODULE: resolve(baseline, protocol, 'dist', 'index.js'),
+      }),
+    }),
+    [iterate]: forAwait,
+  };
+}
+
+/**
+ * requireTools: exits with status 2 (nothing measured) unless wrk and every front server in
+ * `fronts` are installed; `bench` names the bench in the message.
+ */
+export function requireTools(bench, fronts = []) {
+  if (spawnSync('sh', ['-c', 'command -v wrk']).status !== 0) {
+    console.error(`bench/${bench}: wrk is not installed (apt-get install wrk); nothing measured`);
+    process.exit(2);
+  }
+  for (const f of fronts) {
+    if (!frontBinary(f)) {
+      console.error(`bench/${bench}: ${f} is not installed; nothing measured`);
+      process.exit(2);
+    }
+  }
+}
+
+/**
+ * timeRounds: the round loop. `measure(target, seconds, counted)` resolves to req/s; each target
+ * is first warmed up once for min(2, opts.duration) s (counted false), then `opts.rounds`
+ * interleaved rounds of `opts.duration` s (counted true) follow. Resolves as interleave().
+ */
+export async function timeRounds(targets, opts, measure, log = console.log) {
+  for (const t of targets) await measure(t, Math.min(2, opts.duration), false);
+  return interleave(targets, opts.rounds, (t) => measure(t, opts.duration, true), log);
+}
+
 /**
  * measureWorkload: `targets` are { name, url(path), backendPid?, frontPid? }; checks each
  * once, warms each up for 2 s, then runs `rounds` interleaved wrk rounds. Resolves to
@@ -71,10 +134,9 @@ export async function measureWorkload(key, targets, opts, log = console.log) {
       cpu[t.name].backend.push(per(b0, t.backendPid ? cpuSeconds(t.backendPid) : Number.NaN));
       cpu[t.name].front.push(per(f0, t.frontPid ? cpuSeconds(t.frontPid) : Number.NaN));
     }
-    return r.requests > 0 ? r.rps * (1 - r.non2xx / r.requests) : 0;
+    return r.okRps;
   };
-  for (const t of targets) await run(t, Math.min(2, opts.duration), false);
-  const results = await interleave(targets, opts.rounds, (t) => run(t, opts.duration, true), log);
+  const results = await timeRounds(targets, opts, run, log);
   for (const [n, e] of Object.entries(errors)) {
     if (e > 0)
       log(
@@ -82,6 +144,64 @@ export async function measureWorkload(key, targets, opts, log = console.log) {
       );
   }
   return { results, errors, cpu };
+}
+
+/**
+ * startBackends: starts the backends of `backends` ({ name: start }) for the throughput
+ * workloads, one after the other: all but the memory-only ones (tsgiVariants). Each started one
+ * is pushed on `started`, each skipped one reported with `out` as `SKIP name: reason`.
+ * Resolves to { name: backend } of those that started.
+ */
+export async function startBackends(backends, started, out) {
+  const running = {};
+  for (const [name, start] of Object.entries(backends)) {
+    if (start.memoryOnly) continue;
+    const b = await start();
+    if (b.skipped) {
+      out(`SKIP ${name}: ${b.skipped}`);
+      continue;
+    }
+    started.push(b);
+    running[name] = b;
+  }
+  return running;
+}
+
+/**
+ * frontRoutes: a front's routes to `backends` ({ name: backend }): each under `prefix[name]`,
+ * with `settings(name)` (kind, keepConn, ...; see bench/lib/fronts.mjs).
+ */
+export function frontRoutes(backends, prefix, settings) {
+  return Object.entries(backends).map(([name, b]) => ({
+    prefix: prefix[name],
+    backend: b.address,
+    ...settings(name),
+  }));
+}
+
+/** frontTargets: measureWorkload's targets: each of `backends` through `front`. */
+export function frontTargets(front, backends, prefix) {
+  return Object.keys(backends).map((name) => ({
+    name,
+    url: (p) => front.url(`${prefix[name]}${p}`),
+    backendPid: backends[name].pid,
+    frontPid: front.pid,
+  }));
+}
+
+/**
+ * vsBaseline: `NAME / NAME@baseline: Rx req/s, Cx backend CPU per request` when the results of
+ * measureWorkload hold NAME@baseline, else undefined.
+ */
+export function vsBaseline(name, results, cpu) {
+  const base = `${name}@baseline`;
+  if (!results[base]) return undefined;
+  return `${name} / ${base}: ${fmt(ratio(results[name], results[base]), 2)}x req/s, ${fmt(ratio(cpu[name].backend, cpu[base].backend), 2)}x backend CPU per request`;
+}
+
+/** workloadTables: the req/s table (title, vs `reference`), a blank line and the CPU table. */
+export function workloadTables(title, { results, errors, cpu }, reference) {
+  return [...table(title, results, reference, errors), '', ...cpuTable(cpu, reference)];
 }
 
 /**
@@ -151,4 +271,34 @@ export async function memoryProbe(backend, url, { total, contentLength = false, 
       ? 'VmHWM (reset before the upload) and 20 ms VmRSS samples'
       : '20 ms VmRSS samples',
   };
+}
+
+/**
+ * memoryThrough: memoryProbe of one backend behind a front of its own. Starts the backend
+ * (`start()`, a startBackend), then `server` with `route` ({ prefix, kind, ... }) to it, probes
+ * PREFIXslow (warm-up PREFIXhello; `probe`: memoryProbe's other options) and stops both.
+ * Resolves to { skipped } or { m (memoryProbe's result), cells (the row's columns from idle RSS
+ * to answer ok, with the closing `|`), errorLog (when the answer was wrong: the last 5 lines of
+ * the front's error log) }.
+ */
+export async function memoryThrough(start, server, route, probe, frontOptions) {
+  const started = [];
+  try {
+    const b = await start();
+    if (b.skipped) return { skipped: b.skipped };
+    started.push(b);
+    const front = await startFront(server, [{ ...route, backend: b.address }], frontOptions);
+    started.push(front);
+    const m = await memoryProbe(b, front.url(`${route.prefix}slow`), {
+      ...probe,
+      warmUrl: front.url(`${route.prefix}hello`),
+    });
+    return {
+      m,
+      cells: `${fmt(m.idleMb, 1)} | ${fmt(m.peakMb, 1)} | ${fmt(m.growthMb, 1)} | ${fmt(m.seconds, 1)} | ${m.ok ? 'yes' : `NO (${m.answer})`} |`,
+      errorLog: m.ok ? undefined : (await front.errorLog()).split('\n').slice(-5).join(' | '),
+    };
+  } finally {
+    for (const s of started.reverse()) await s.stop();
+  }
 }

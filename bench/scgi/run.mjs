@@ -20,45 +20,42 @@
 // `--only` may add the 1 MiB response (big) and 1 MiB upload (upload) workloads; the default is
 // hello, memory, decode. Target (issue 6): tsgi-scgi >= 0.95x minimal-scgi. Results:
 // docs/bench/scgi.md.
-import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { frontBinary, startFront } from '../lib/fronts.mjs';
 import { startBackend } from '../lib/proc.mjs';
-import { fmt, machine, median, parseArgs, ratio, table, verdict } from '../lib/report.mjs';
-import { cpuTable, measureWorkload, memoryProbe, WORKLOADS } from '../lib/run.mjs';
+import { benchArgs, fmt, machine, median, ratio, startReport, verdict } from '../lib/report.mjs';
+import {
+  frontRoutes,
+  frontTargets,
+  measureWorkload,
+  memoryThrough,
+  requireTools,
+  startBackends,
+  tsgiBackend,
+  tsgiVariants,
+  vsBaseline,
+  WORKLOADS,
+  workloadTables,
+} from '../lib/run.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
-const lib = join(here, '..', 'lib', 'backends');
-/** The command line as given (--json and --baseline are taken out of process.argv below). */
-const commandLine = process.argv.slice(2).join(' ');
-const jsonAt = process.argv.indexOf('--json');
-const jsonPath = jsonAt >= 0 ? process.argv.splice(jsonAt, 2)[1] : undefined;
-const baseAt = process.argv.indexOf('--baseline');
-const baseline = baseAt >= 0 ? process.argv.splice(baseAt, 2)[1] : undefined;
-const opts = parseArgs(process.argv.slice(2), {
-  rounds: 5,
-  duration: 10,
-  connections: 32,
-  uploadMb: 200,
-  readRate: 20,
-});
-if (opts.help) {
-  console.log(
-    'node bench/scgi/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--upload-mb N] [--read-rate MB/s] [--only hello,big,upload,memory,decode] [--baseline DIR] [--json FILE]',
-  );
-  process.exit(0);
-}
-const only = opts.only ?? new Set(['hello', 'memory', 'decode']);
-const want = (k) => only.has(k);
-
-if (spawnSync('sh', ['-c', 'command -v wrk']).status !== 0) {
-  console.error('bench/scgi: wrk is not installed (apt-get install wrk); nothing measured');
-  process.exit(2);
-}
+const { opts, want, jsonPath, baseline, commandLine } = benchArgs(
+  'node bench/scgi/run.mjs [--quick] [--rounds N] [--duration S] [--connections N] [--upload-mb N] [--read-rate MB/s] [--only hello,big,upload,memory,decode] [--baseline DIR] [--json FILE]',
+  {
+    rounds: 5,
+    duration: 10,
+    connections: 32,
+    uploadMb: 200,
+    readRate: 20,
+    only: new Set(['hello', 'memory', 'decode']),
+  },
+  { baseline: true },
+);
+requireTools('scgi');
 const FRONTS = ['nginx', 'lighttpd'].filter((f) => {
   if (frontBinary(f)) return true;
   console.error(`bench/scgi: ${f} is not installed; its rows are skipped`);
@@ -67,22 +64,11 @@ const FRONTS = ['nginx', 'lighttpd'].filter((f) => {
 
 const env = { BENCH_READ_RATE: String(opts.readRate) };
 const BACKENDS = {
-  'tsgi-scgi': () =>
-    startBackend('tsgi-scgi', join(lib, 'tsgi.mjs'), ['--protocol', 'scgi'], { env }),
+  'tsgi-scgi': tsgiBackend('tsgi-scgi', 'scgi', env),
   'minimal-scgi': () => startBackend('minimal-scgi', join(here, 'minimal.mjs'), [], { env }),
-  'tsgi-fastcgi': () =>
-    startBackend('tsgi-fastcgi', join(lib, 'tsgi.mjs'), ['--protocol', 'fastcgi'], { env }),
-  ...(baseline && {
-    'tsgi-scgi@baseline': () =>
-      startBackend('tsgi-scgi@baseline', join(lib, 'tsgi.mjs'), ['--protocol', 'scgi'], {
-        env: { ...env, BENCH_TSGI_MODULE: resolve(baseline, 'scgi', 'dist', 'index.js') },
-      }),
-  }),
-  // Memory only: the slow reader iterates tsgi.input instead of read(64 KiB).
-  'tsgi-scgi (for await)': () =>
-    startBackend('tsgi-scgi (for await)', join(lib, 'tsgi.mjs'), ['--protocol', 'scgi'], {
-      env: { ...env, BENCH_SLOW_READ: 'iterate' },
-    }),
+  'tsgi-fastcgi': tsgiBackend('tsgi-fastcgi', 'fastcgi', env),
+  // tsgi-scgi@baseline with --baseline DIR; tsgi-scgi (for await) for the memory test only.
+  ...tsgiVariants('tsgi-scgi', 'scgi', env, baseline),
 };
 const KIND = {
   'tsgi-scgi@baseline': 'scgi',
@@ -99,21 +85,11 @@ const PREFIX = {
   'tsgi-fastcgi': '/tsgi-fastcgi/',
 };
 
-const report = [];
-const out = (line = '') => {
-  console.log(line);
-  report.push(line);
-};
-const json = {
-  machineAtStart: machine(),
-  options: { ...opts, only: [...only] },
-  throughput: {},
-  memory: {},
-  decode: {},
-};
-out(`# bench/scgi: ${new Date().toISOString()}`);
-out(`command: node bench/scgi/run.mjs ${commandLine}`.trim());
-out(`machine at start: ${json.machineAtStart}`);
+const { out, json } = startReport('scgi', {
+  commandLine,
+  opts,
+  sections: { throughput: {}, memory: {}, decode: {} },
+});
 out(
   `wrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.rounds} interleaved rounds (order rotated each round); nginx 1 worker, access_log off; lighttpd defaults`,
 );
@@ -155,17 +131,7 @@ try {
   // ---- throughput --------------------------------------------------------------------------
   const throughput = ['hello', 'big', 'upload'].filter(want);
   if (throughput.length) {
-    const backends = {};
-    for (const [name, start] of Object.entries(BACKENDS)) {
-      if (name === 'tsgi-scgi (for await)') continue;
-      const b = await start();
-      if (b.skipped) {
-        out(`SKIP ${name}: ${b.skipped}`);
-        continue;
-      }
-      started.push(b);
-      backends[name] = b;
-    }
+    const backends = await startBackends(BACKENDS, started, out);
     if (backends['tsgi-scgi'] && backends['minimal-scgi']) {
       // The same bytes from both, or the comparison means nothing.
       const [a, m] = await Promise.all([
@@ -182,32 +148,21 @@ try {
         );
     }
     for (const server of FRONTS) {
-      const routes = Object.entries(backends).map(([name, b]) => ({
-        prefix: PREFIX[name],
+      const routes = frontRoutes(backends, PREFIX, (name) => ({
         kind: KIND[name],
-        backend: b.address,
         keepConn: true,
       }));
       const front = await startFront(server, routes);
       started.push(front);
-      const targets = Object.keys(backends).map((name) => ({
-        name,
-        url: (p) => front.url(`${PREFIX[name]}${p}`),
-        backendPid: backends[name].pid,
-        frontPid: front.pid,
-      }));
+      const targets = frontTargets(front, backends, PREFIX);
       for (const key of throughput) {
         const title = `${WORKLOADS[key].title} through ${server}`;
         out(`\n## ${title}`);
         const { results, errors, cpu } = await measureWorkload(key, targets, opts, out);
         json.throughput[`${server}/${key}`] = { results, errors, cpu };
-        for (const l of table(title, results, 'minimal-scgi', errors)) out(l);
-        out('');
-        for (const l of cpuTable(cpu, 'minimal-scgi')) out(l);
-        if (results['tsgi-scgi@baseline'])
-          out(
-            `tsgi-scgi / tsgi-scgi@baseline: ${fmt(ratio(results['tsgi-scgi'], results['tsgi-scgi@baseline']), 2)}x req/s, ${fmt(ratio(cpu['tsgi-scgi'].backend, cpu['tsgi-scgi@baseline'].backend), 2)}x backend CPU per request`,
-          );
+        for (const l of workloadTables(title, { results, errors, cpu }, 'minimal-scgi')) out(l);
+        const base = vsBaseline('tsgi-scgi', results, cpu);
+        if (base) out(base);
       }
       await front.stop();
       started.splice(started.indexOf(front), 1);
@@ -231,32 +186,16 @@ try {
     ].filter(([f]) => FRONTS.includes(f));
     for (const [server, frontOpts, label] of setups) {
       for (const name of ['tsgi-scgi', 'tsgi-scgi (for await)', 'minimal-scgi']) {
-        const b = await BACKENDS[name]();
-        if (b.skipped) {
-          out(`| ${label} | ${name} | skipped: ${b.skipped} | | | | |`);
+        const route = { prefix: PREFIX[name], kind: 'scgi' };
+        const probe = { total, contentLength: true };
+        const r = await memoryThrough(BACKENDS[name], server, route, probe, frontOpts);
+        if (r.skipped) {
+          out(`| ${label} | ${name} | skipped: ${r.skipped} | | | | |`);
           continue;
         }
-        started.push(b);
-        const front = await startFront(
-          server,
-          [{ prefix: PREFIX[name], kind: 'scgi', backend: b.address }],
-          frontOpts,
-        );
-        started.push(front);
-        const m = await memoryProbe(b, front.url(`${PREFIX[name]}slow`), {
-          total,
-          contentLength: true,
-          warmUrl: front.url(`${PREFIX[name]}hello`),
-        });
-        json.memory[`${server}/${name}`] = m;
-        out(
-          `| ${label} | ${name} | ${fmt(m.idleMb, 1)} | ${fmt(m.peakMb, 1)} | ${fmt(m.growthMb, 1)} | ${fmt(m.seconds, 1)} | ${m.ok ? 'yes' : `NO (${m.answer})`} |`,
-        );
-        if (!m.ok)
-          out(
-            `  ${server} error log: ${(await front.errorLog()).split('\n').slice(-5).join(' | ')}`,
-          );
-        await stopAll();
+        json.memory[`${server}/${name}`] = r.m;
+        out(`| ${label} | ${name} | ${r.cells}`);
+        if (r.errorLog !== undefined) out(`  ${server} error log: ${r.errorLog}`);
       }
     }
   }

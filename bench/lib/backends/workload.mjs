@@ -35,6 +35,67 @@ export function route(target) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * nodeListener: the workload as a `(req, res)` listener, for servers whose request and response
+ * are node:http's (node:http itself, node-fastcgi, whose response is an http.ServerResponse).
+ * The slow reader pauses the request stream whenever it is ahead of READ_RATE. `sendDate:
+ * false` drops the Date header such a response sends by default.
+ */
+export function nodeListener({ sendDate = true } = {}) {
+  const text = (res, s) => {
+    const b = Buffer.from(s);
+    res.writeHead(200, [
+      ['Content-Type', 'text/plain'],
+      ['Content-Length', String(b.length)],
+    ]);
+    res.end(b);
+  };
+  return (req, res) => {
+    if (!sendDate) res.sendDate = false;
+    switch (route(req.url)) {
+      case 'hello':
+        res.writeHead(200, [
+          ['Content-Type', 'text/plain'],
+          ['Content-Length', '14'],
+        ]);
+        res.end(HELLO);
+        return;
+      case 'big':
+        res.writeHead(200, [
+          ['Content-Type', 'application/octet-stream'],
+          ['Content-Length', String(BIG.length)],
+        ]);
+        res.end(BIG);
+        return;
+      case 'upload': {
+        let n = 0;
+        req.on('data', (c) => {
+          n += c.length;
+        });
+        req.on('end', () => text(res, `${n}\n`));
+        return;
+      }
+      case 'slow': {
+        let n = 0;
+        const wait = pacer();
+        req.on('data', (c) => {
+          n += c.length;
+          const ms = wait(c.length);
+          if (ms > 0) {
+            req.pause();
+            setTimeout(() => req.resume(), ms);
+          }
+        });
+        req.on('end', () => text(res, `${n}\n`));
+        return;
+      }
+      default:
+        res.writeHead(404, [['Content-Length', '0']]);
+        res.end();
+    }
+  };
+}
+
 /** announce: tell bench/lib/proc.mjs where we listen. */
 export function announce(address) {
   process.stdout.write(`LISTENING ${JSON.stringify(address)}\n`);
