@@ -4,7 +4,7 @@
  * long-running program's output (`tsgi: listening on ...`).
  */
 import { Buffer } from 'node:buffer';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -197,4 +197,14 @@ export async function pollMatch(
     if (gone() || Date.now() >= deadline) return undefined;
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** staleSocket: leaves a Unix socket file at `path` that nothing answers on, as a killed server does. */
+export function staleSocket(path: string): void {
+  const r = spawnSync(process.execPath, [
+    '-e',
+    'require("node:net").createServer().listen(process.argv[1], () => process.kill(process.pid, "SIGKILL"))',
+    path,
+  ]);
+  if (r.signal !== 'SIGKILL') throw new Error(`staleSocket: the child ended with ${r.status}`);
 }

@@ -65,6 +65,52 @@ export interface EnvironOptions {
 
 const DIGITS = /^[0-9]{1,15}$/;
 
+/** EnvironSettings: the part of EnvironOptions a long-running adapter has once per server. */
+export type EnvironSettings = Pick<
+  EnvironOptions,
+  | 'mount'
+  | 'uriEncoding'
+  | 'maxBodyBytes'
+  | 'urlScheme'
+  | 'multiprocess'
+  | 'duplicateHeaders'
+  | 'extra'
+>;
+
+/**
+ * RequestEnvironOptions: buildEnviron's options for one request of a long-running adapter
+ * (FastCGI, SCGI): the server's settings, and the request's body source, signal and error
+ * sink; never multithreaded, never run once. A class rather than an object literal made per
+ * request (see CgiVars). `maxBodyBytes` may be changed after construction (a FastCGI
+ * Authorizer gets no body, so it has no limit).
+ */
+export class RequestEnvironOptions implements EnvironOptions {
+  readonly mount: string | undefined;
+  readonly uriEncoding: string | undefined;
+  maxBodyBytes: number | undefined;
+  readonly urlScheme: 'http' | 'https' | undefined;
+  readonly multithread = false;
+  readonly multiprocess: boolean;
+  readonly runOnce = false;
+  readonly duplicateHeaders: EnvironOptions['duplicateHeaders'];
+  readonly extra: Record<string, unknown> | undefined;
+
+  constructor(
+    settings: EnvironSettings,
+    readonly input: ByteSource | null,
+    readonly signal: AbortSignal | RequestSignal | undefined,
+    readonly errors: ErrorSink,
+  ) {
+    this.mount = settings.mount;
+    this.uriEncoding = settings.uriEncoding;
+    this.maxBodyBytes = settings.maxBodyBytes;
+    this.urlScheme = settings.urlScheme;
+    this.multiprocess = settings.multiprocess ?? false;
+    this.duplicateHeaders = settings.duplicateHeaders;
+    this.extra = settings.extra;
+  }
+}
+
 /**
  * PlainRecord: makes the environ. `new PlainRecord()` is a plain object (its prototype is
  * Object.prototype, its constructor Object), but V8's slack tracking gives objects made

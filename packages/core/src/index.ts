@@ -1,7 +1,14 @@
 // @tsgi/core: the transport-independent core. Explicit named exports only; files not
 // re-exported here are private.
 export { type CompressOptions, compress } from './compress.js';
-export { buildEnviron, type CgiParams, CgiVars, type EnvironOptions } from './environ.js';
+export {
+  buildEnviron,
+  type CgiParams,
+  CgiVars,
+  type EnvironOptions,
+  type EnvironSettings,
+  RequestEnvironOptions,
+} from './environ.js';
 export { isTsgiError, TsgiError } from './errors.js';
 export { createErrorStream, createLogSink, sinkOf } from './errorstream.js';
 export { FileWrapper, fileWrapper } from './filewrapper.js';

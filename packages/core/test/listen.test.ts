@@ -1,20 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { staleSocket } from '../../../test/harness/run.js';
 import { isStaleSocket, listenServer } from '../src/index.js';
-
-/** A socket file nothing answers on, as a killed server leaves it. */
-function staleSocket(path: string): void {
-  const r = spawnSync(process.execPath, [
-    '-e',
-    'require("node:net").createServer().listen(process.argv[1], () => process.kill(process.pid, "SIGKILL"))',
-    path,
-  ]);
-  if (r.signal !== 'SIGKILL') throw new Error(`staleSocket: the child ended with ${r.status}`);
-}
 
 const close = (s: net.Server) => new Promise<void>((r) => s.close(() => r()));
 

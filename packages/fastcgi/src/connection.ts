@@ -14,11 +14,11 @@ import {
   createInput,
   createLogSink,
   type Environ,
-  type EnvironOptions,
   type ErrorSink,
   fixedResponse,
   isTsgiError,
   type LogLevel,
+  RequestEnvironOptions,
   RequestSignal,
   type ResponseHead,
   type RunOptions,
@@ -585,23 +585,30 @@ export class FastcgiConnection {
     if (req.role === FCGI_FILTER) req.data = new InputSource(this.host);
     let environ: Environ;
     try {
-      environ = buildEnviron(req.takeVars(), new RequestEnvironOptions(this.options, req));
+      const eo = new RequestEnvironOptions(
+        this.options,
+        req.stdin ?? null,
+        req.signal,
+        req.errorSink,
+      );
+      // S6.3: an Authorizer gets no body, so a CONTENT_LENGTH it was told about is no
+      // reason to refuse it.
+      if (req.role === FCGI_AUTHORIZER) eo.maxBodyBytes = undefined;
+      environ = buildEnviron(req.takeVars(), eo);
     } catch (e) {
       // 400 (a bad or repeated CONTENT_LENGTH) or 413 (maxBodyBytes): nothing was read yet.
       this.refuse(req, e);
       return;
     }
-    // The adapter's keys, then the user's extra (which may replace them), as buildEnviron's
-    // `extra` would add them last.
+    // The adapter's own keys; the user's `extra` (added by buildEnviron) may have set them.
     const env = environ as unknown as Record<string, unknown>;
-    env['fastcgi.role'] = ROLE_NAMES[req.role];
-    if (req.data !== undefined) {
+    if (!Object.hasOwn(env, 'fastcgi.role')) env['fastcgi.role'] = ROLE_NAMES[req.role];
+    if (req.data !== undefined && !Object.hasOwn(env, 'tsgi.data')) {
       env['tsgi.data'] = createInput(
         req.data,
         dataLength(environ.FCGI_DATA_LENGTH as string | undefined),
       );
     }
-    if (this.options.extra) Object.assign(environ, this.options.extra);
     req.environ = environ;
     const settled = () => {
       this.releaseSlot(req);
@@ -1130,33 +1137,6 @@ class RequestTransport implements Transport {
   }
   abort(reason: Error): void {
     this.c.abort_(this.req, reason);
-  }
-}
-
-/** RequestEnvironOptions: buildEnviron's options for one request (a class, as RequestTransport). */
-class RequestEnvironOptions implements EnvironOptions {
-  readonly input: ByteSource | null;
-  readonly signal: RequestSignal;
-  readonly errors: ErrorSink;
-  readonly mount: string | undefined;
-  readonly uriEncoding: string | undefined;
-  readonly maxBodyBytes: number | undefined;
-  readonly urlScheme: 'http' | 'https' | undefined;
-  readonly multithread = false;
-  readonly multiprocess: boolean;
-  readonly runOnce = false;
-
-  constructor(o: FastcgiConnectionOptions, req: Request) {
-    this.input = req.stdin ?? null;
-    this.signal = req.signal;
-    this.errors = req.errorSink;
-    this.mount = o.mount;
-    this.uriEncoding = o.uriEncoding;
-    // S6.3: an Authorizer gets no body, so a CONTENT_LENGTH it was told about is no
-    // reason to refuse it.
-    this.maxBodyBytes = req.role === FCGI_AUTHORIZER ? undefined : o.maxBodyBytes;
-    this.urlScheme = o.urlScheme;
-    this.multiprocess = o.multiprocess ?? false;
   }
 }
 

@@ -9,10 +9,10 @@ import {
   buildEnviron,
   CgiVars,
   createLogSink,
-  type EnvironOptions,
   type ErrorSink,
   fixedResponse,
   isTsgiError,
+  RequestEnvironOptions,
   RequestSignal,
   type ResponseHead,
   type RunOptions,
@@ -567,32 +567,6 @@ class TransportBox implements Transport {
   }
   abort(): void {
     this.c.abort_();
-  }
-}
-
-/** RequestEnvironOptions: buildEnviron's options for one request (a class: no literal per request). */
-class RequestEnvironOptions implements EnvironOptions {
-  readonly mount: string | undefined;
-  readonly uriEncoding: string | undefined;
-  readonly maxBodyBytes: number | undefined;
-  readonly urlScheme: 'http' | 'https' | undefined;
-  readonly multithread = false;
-  readonly multiprocess: boolean;
-  readonly runOnce = false;
-  readonly extra: Record<string, unknown> | undefined;
-
-  constructor(
-    o: ScgiConnectionOptions,
-    readonly input: BodySource,
-    readonly signal: RequestSignal,
-    readonly errors: ErrorSink,
-  ) {
-    this.mount = o.mount;
-    this.uriEncoding = o.uriEncoding;
-    this.maxBodyBytes = o.maxBodyBytes;
-    this.urlScheme = o.urlScheme;
-    this.multiprocess = o.multiprocess ?? false;
-    this.extra = o.extra;
   }
 }
 

@@ -1,7 +1,6 @@
 // serveScgi over real sockets (127.0.0.1, port 0) with a raw SCGI client: byte-exact round
 // trips, CONTENT_LENGTH-bounded input, malformed requests, disconnects, backpressure.
 import { Buffer } from 'node:buffer';
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
@@ -9,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Application, Environ, LogLevel } from '@tsgi/core';
 import { afterEach, describe, expect, it } from 'vitest';
+import { staleSocket } from '../../../test/harness/run.js';
 import { type ScgiServer, type ScgiServerOptions, serveScgi } from '../src/index.js';
 import {
   bytewise,
@@ -560,13 +560,3 @@ describe('listening and closing', () => {
     void closing;
   });
 });
-
-/** staleSocket: leaves a socket file at `path` that nothing answers on, as a killed server does. */
-function staleSocket(path: string): void {
-  const r = spawnSync(process.execPath, [
-    '-e',
-    'require("node:net").createServer().listen(process.argv[1], () => process.kill(process.pid, "SIGKILL"))',
-    path,
-  ]);
-  if (r.signal !== 'SIGKILL') throw new Error(`staleSocket: the child ended with ${r.status}`);
-}
