@@ -22,6 +22,7 @@ import {
   TsgiError,
 } from '@tsgi/core';
 import { checkMaxHeaderBytes, decodeHeadersInto, NetstringFramer } from './codec.js';
+import { type DeadlineEntry, type DeadlineList, deadlineList, remove } from './deadlines.js';
 
 /** ScgiConnectionOptions: per-connection settings shared by `handleScgiConnection` and `serveScgi`. */
 export interface ScgiConnectionOptions {
@@ -94,15 +95,24 @@ const RESOLVED: Promise<void> = Promise.resolve();
  *   responses have no framing of their own, so a clean close would pass a truncated body
  *   off as complete when there is no Content-Length.
  */
-export class ScgiConnection {
+export class ScgiConnection implements DeadlineEntry {
   private phase_: ScgiConnectionPhase = 'idle';
   private readonly framer: NetstringFramer;
   private readonly sink: ErrorSink;
   /** Behind `tsgi.signal`: no AbortSignal is made unless someone reads it. */
   private readonly rsignal = new RequestSignal();
   private body: BodySource | undefined;
-  private headerTimer: NodeJS.Timeout | undefined;
-  private lingerTimer: NodeJS.Timeout | undefined;
+  /**
+   * @internal The connection's place in a deadline list (deadlines.ts): the header
+   * timeout until the header is complete, then the lingering close's limit.
+   */
+  dlPrev: DeadlineEntry | undefined = undefined;
+  /** @internal */
+  dlNext: DeadlineEntry | undefined = undefined;
+  /** @internal */
+  dlList: DeadlineList | undefined = undefined;
+  /** @internal */
+  dlAt = 0;
   /** Bytes of the response were written: no error response any more. */
   private wrote = false;
   /** The response ended (cleanly or not): a close is no longer the client going away. */
@@ -147,33 +157,34 @@ export class ScgiConnection {
     // 'drain' is listened to once a write has to wait (most responses never do).
 
     const t = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
-    if (t > 0) {
-      this.headerTimer = setTimeout(() => {
-        this.headerTimer = undefined;
-        if (this.phase_ === 'idle') {
-          // Connected and sent nothing: no request to answer.
-          this.sink(
-            `scgi: connection sent nothing within ${t} ms (headerTimeoutMs); closed`,
-            'debug',
-          );
-          this.finished = true;
-          this.phase_ = 'closing';
-          this.socket.destroy();
-          return;
-        }
-        if (this.phase_ !== 'header') return;
-        this.reject(
-          new TsgiError(
-            'ERR_SCGI_HEADER_TIMEOUT',
-            `scgi: no complete header within ${t} ms (headerTimeoutMs)`,
-            { status: 408 },
-          ),
-          'warn',
-        );
-      }, t);
-      // Not unref'd: the open socket keeps the event loop alive anyway, and the timer is
-      // cleared when the header is complete or the socket closes (one call less per request).
+    if (t > 0) deadlineList(t).add(this);
+  }
+
+  /** @internal The deadline passed: the header timeout, or the lingering close's limit. */
+  expire(): void {
+    const phase = this.phase_;
+    if (phase === 'closing') {
+      this.socket.destroy();
+      return;
     }
+    const t = this.options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
+    if (phase === 'idle') {
+      // Connected and sent nothing: no request to answer.
+      this.sink(`scgi: connection sent nothing within ${t} ms (headerTimeoutMs); closed`, 'debug');
+      this.finished = true;
+      this.phase_ = 'closing';
+      this.socket.destroy();
+      return;
+    }
+    if (phase !== 'header') return;
+    this.reject(
+      new TsgiError(
+        'ERR_SCGI_HEADER_TIMEOUT',
+        `scgi: no complete header within ${t} ms (headerTimeoutMs)`,
+        { status: 408 },
+      ),
+      'warn',
+    );
   }
 
   /**
@@ -286,8 +297,7 @@ export class ScgiConnection {
   private readonly onClose = () => {
     this.socketClosed = true;
     this.phase_ = 'closed';
-    this.clearHeaderTimer();
-    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    remove(this);
     // The error is made only when something is there to see it: after a complete response
     // (every connection's normal end) there is nothing, and a TsgiError with its stack
     // trace on every close was 4 % of a hello-world profile.
@@ -301,7 +311,6 @@ export class ScgiConnection {
     // copied and promoted with it. The body source stays with tsgi.input, which has seen
     // its end or failure.
     this.body = undefined;
-    this.lingerTimer = undefined;
     this.out0 = this.out1 = this.outMore = undefined;
     this.resolveClosed?.();
     this.checkDone();
@@ -326,11 +335,9 @@ export class ScgiConnection {
     if (!this.rsignal.aborted) this.rsignal.abort(reason);
   }
 
+  /** Out of the header timeout's list (the header is complete, or the connection is over). */
   private clearHeaderTimer() {
-    if (this.headerTimer !== undefined) {
-      clearTimeout(this.headerTimer);
-      this.headerTimer = undefined;
-    }
+    remove(this);
   }
 
   /** The netstring is complete: decode it and run the request. */
@@ -509,9 +516,12 @@ export class ScgiConnection {
       socket.end();
     }
     socket.resume();
+    // Out of the header timeout's list (a reject() during the header phase comes here),
+    // into the lingering close's; onClose takes it out.
+    remove(this);
     const t = this.options.lingerMs ?? DEFAULT_LINGER_MS;
-    // Not unref'd, as the header timer: onClose clears it.
-    this.lingerTimer = setTimeout(() => this.socket.destroy(), t);
+    if (t > 0) deadlineList(t).add(this);
+    else setTimeout(() => this.socket.destroy(), 0);
   }
 
   /** Ends the connection with a TCP reset where the socket supports it (net.Socket does). */

@@ -372,6 +372,21 @@ describe('malformed requests', () => {
     expect(quiet.bytes.length).toBe(0);
   });
 
+  it('lingerMs: a front server that keeps its side open after the response is closed in time', async () => {
+    const { port, server } = await start(echo, { lingerMs: 100 });
+    const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    await new Promise((r) => sock.once('connect', r));
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    const ended = new Promise((r) => sock.once('end', r));
+    sock.write(encodeRequest([['REQUEST_METHOD', 'GET']]));
+    await ended; // the response and its FIN; this side stays open
+    expect(Buffer.concat(chunks).toString('latin1')).toMatch(/^Status: 200 OK\r\n/);
+    expect(server.connections).toBe(1);
+    await until(() => server.connections === 0, 'the lingering close to end');
+    sock.destroy();
+  });
+
   it('a connection closed before any byte is not logged as an error', async () => {
     const { port, logs } = await start(echo);
     const sock = await connect(port);
