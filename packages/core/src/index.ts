@@ -44,7 +44,7 @@ export {
   type RunResult,
   runApp,
 } from './run.js';
-export { isLocalRedirect, serializeCgiHead } from './serialize.js';
+export { isLocalRedirect, serializeCgiHead, serializeCgiResponse } from './serialize.js';
 export { RequestSignal } from './signal.js';
 export { STATUS_REASONS, statusLine } from './status.js';
 export type {

@@ -5,6 +5,7 @@ import {
   type ResponseHead,
   STATUS_REASONS,
   serializeCgiHead,
+  serializeCgiResponse,
   statusLine,
   validateResponseHead,
 } from '@tsgi/core';
@@ -13,6 +14,37 @@ import { describe, expect, it } from 'vitest';
 
 const head = (status: string, headers: Array<[string, string]> = []): ResponseHead =>
   validateResponseHead(status, headers);
+
+describe('serializeCgiResponse [10.4]', () => {
+  it('[10.4] is serializeCgiHead followed by the body, in one Buffer: exact bytes', () => {
+    // obs-text (0xE9) in a value and a body with bytes that are not text.
+    const h = head('404 Not Found', [
+      ['Content-Type', 'text/plain; charset=iso-8859-1'],
+      ['X-Name', 'caf\u00e9'],
+      ['Content-Length', '4'],
+    ]);
+    const body = new Uint8Array([0x00, 0xff, 0x0d, 0x0a]);
+    const bytes = serializeCgiResponse(h, body);
+    expect(bytes).toEqual(
+      Buffer.concat([
+        Buffer.from(
+          'Status: 404 Not Found\r\n' +
+            'Content-Type: text/plain; charset=iso-8859-1\r\n' +
+            'X-Name: caf\xe9\r\n' +
+            'Content-Length: 4\r\n' +
+            '\r\n',
+          'latin1',
+        ),
+        body,
+      ]),
+    );
+    expect(bytes).toEqual(Buffer.concat([serializeCgiHead(h), body]));
+    // No headers, empty body: the status line and the blank line only.
+    expect(serializeCgiResponse(head('204 No Content'), new Uint8Array(0)).toString('latin1')).toBe(
+      'Status: 204 No Content\r\n\r\n',
+    );
+  });
+});
 
 describe('serializeCgiHead [10.4]', () => {
   it('[10.4] Status line, headers in the app’s order, blank line: exact bytes', () => {
