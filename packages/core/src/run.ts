@@ -65,6 +65,15 @@ export interface RunResult {
   error?: Error;
 }
 
+/** Complete: the RunResult of a response that ended normally (a class: see the Head class in headers.ts). */
+class Complete implements RunResult {
+  readonly outcome = 'complete';
+  constructor(
+    readonly head: ResponseHead,
+    readonly bodyBytes: number,
+  ) {}
+}
+
 /**
  * fixedResponse: the core's fixed error response for `code` (SPEC rule 7.1): `<code>
  * <reason>`, Content-Type text/plain, a correct Content-Length, and the reason phrase plus
@@ -660,7 +669,7 @@ class Exchange {
     }
     if (this.signal.aborted) throw clientGone(this.signal);
     this.over = true;
-    const result: RunResult = { outcome: 'complete', head, bodyBytes: this.sent };
+    const result: RunResult = new Complete(head, this.sent);
     const p = pending(this.transport.end());
     return p === undefined ? result : p.then(() => result);
   }
