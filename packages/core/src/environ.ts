@@ -3,7 +3,7 @@ import { TsgiError } from './errors.js';
 import { createErrorStream, defaultSink } from './errorstream.js';
 import { fileWrapper } from './filewrapper.js';
 import { createInput } from './input.js';
-import { percentDecodeBytes, percentEncodePath, toLatin1String } from './latin1.js';
+import { isDigits, percentDecodeBytes, percentEncodePath, toLatin1String } from './latin1.js';
 import { adoptRequestVars } from './request.js';
 import type { RequestSignal } from './signal.js';
 import type { ByteSource, Environ, ErrorSink } from './types.js';
@@ -63,8 +63,6 @@ export interface EnvironOptions {
   extra?: Record<string, unknown>;
 }
 
-const DIGITS = /^[0-9]{1,15}$/;
-
 /** EnvironSettings: the part of EnvironOptions a long-running adapter has once per server. */
 export type EnvironSettings = Pick<
   EnvironOptions,
@@ -113,14 +111,35 @@ export class RequestEnvironOptions implements EnvironOptions {
 
 /**
  * PlainRecord: makes the environ. `new PlainRecord()` is a plain object (its prototype is
- * Object.prototype, its constructor Object), but V8's slack tracking gives objects made
- * by one constructor room for their ~30 properties in-object, where a `{}` literal keeps
- * 4 and grows a property array three slots at a time (measured: buildEnviron's garbage
- * per nginx request 1.3 -> 1.0 KB). Nor does it have a literal's allocation site (see
- * CgiVars).
+ * Object.prototype, its constructor Object) whose properties live in the object itself,
+ * room for 32 of them, fixed when this module loads (below). Why it matters: V8 keeps an
+ * object that gets its properties by computed keys (every wire variable: `vars[name] = v`)
+ * in fast mode only while the properties stored outside the object number at most
+ * max(12, its in-object room); one more turns it into a dictionary-mode object, copying
+ * every property, on every request. A `{}` has room for 4, and an empty constructor's
+ * objects for about 12: an environ of 32 properties (lighttpd's 19 variables for a bare
+ * GET) went to dictionary mode on every request, ~6 us behind a busy server (perf; docs/
+ * bench/scgi.md), and any browser's request with a dozen headers would. Nor does it have
+ * a literal's allocation site (see CgiVars).
  */
-function PlainRecord(this: object): void {}
+function PlainRecord(this: Record<string, unknown>, sizing?: true): void {
+  // Never runs (`sizing` is never passed; a parameter, so that no bundler can drop the
+  // block): V8 sizes a constructor's objects by the `this.x =` assignments its body
+  // contains (the parser counts them), plus 8.
+  if (sizing) {
+    this.a = this.b = this.c = this.d = this.e = this.f = this.g = this.h = undefined;
+    this.i = this.j = this.k = this.l = this.m = this.n = this.o = this.p = undefined;
+    this.q = this.r = this.s = this.t = this.u = this.v = this.w = this.x = undefined;
+  }
+}
 PlainRecord.prototype = Object.prototype;
+// V8 settles the in-object room of a constructor's objects after its first seven
+// ("slack tracking"), at the most any of them used: seven full ones now, at load, so a
+// few small first requests (health checks) cannot shrink it.
+for (let i = 0; i < 8; i++) {
+  const r = new (PlainRecord as unknown as new () => Record<string, string>)();
+  for (let j = 0; j < 32; j++) r[`_${j}`] = '';
+}
 
 /**
  * buildEnviron: the one pure function that turns CGI meta-variables into an environ.
@@ -175,7 +194,7 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   if (cl !== undefined) {
     if (cl === '') {
       delete vars.CONTENT_LENGTH;
-    } else if (!DIGITS.test(cl)) {
+    } else if (!isDigits(cl)) {
       throw new TsgiError(
         'ERR_CORE_BAD_CONTENT_LENGTH',
         `core: CONTENT_LENGTH ${JSON.stringify(cl)} is not a non-negative integer`,
@@ -243,12 +262,7 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   let script = rawScript;
   let pathInfo = rawPathInfo;
   let query = rawQuery;
-  if (
-    wanted === 'utf-8' &&
-    !NON_ASCII.test(rawScript) &&
-    !NON_ASCII.test(rawPathInfo) &&
-    !NON_ASCII.test(rawQuery)
-  ) {
+  if (wanted === 'utf-8' && isAscii(rawScript) && isAscii(rawPathInfo) && isAscii(rawQuery)) {
     // ASCII decodes to itself in UTF-8: the common case needs no decoder.
     encoding = 'utf-8';
   } else {
@@ -300,9 +314,11 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
     environ['tsgi.signal'] = signal;
   } else {
     // A RequestSignal: the AbortSignal is made when the key is first read (LAZY_SIGNAL).
-    // Both through defineProperty: a keyed store of the symbol would turn the environ
-    // into a slow dictionary-mode object.
-    Object.defineProperty(environ, kRequestSignal, new SignalLink(signal));
+    // The link is a plain store under a symbol (Object.keys, for-in and JSON skip it; a
+    // copy made with spread or Object.assign carries it along, still consistent); only
+    // the accessor needs defineProperty, a runtime call that measured ~2 % of an SCGI
+    // hello request's CPU each (docs/bench/scgi.md).
+    (environ as unknown as Record<symbol, RequestSignal>)[kRequestSignal] = signal;
     Object.defineProperty(environ, 'tsgi.signal', LAZY_SIGNAL);
   }
   if (options.extra) Object.assign(environ, options.extra);
@@ -323,13 +339,6 @@ export const kRequestSignal: unique symbol = Symbol.for('tsgi.requestSignal') as
  */
 export function requestSignalOf(environ: Environ): RequestSignal | undefined {
   return (environ as unknown as Record<symbol, RequestSignal | undefined>)[kRequestSignal];
-}
-
-/** SignalLink: the descriptor of kRequestSignal (writable, configurable, not enumerable); a class, not a literal per request (see CgiVars). */
-class SignalLink {
-  readonly writable = true;
-  readonly configurable = true;
-  constructor(readonly value: RequestSignal) {}
 }
 
 /**
@@ -507,7 +516,15 @@ function queryFromUri(uri: string | undefined): string {
   return i < 0 ? '' : uri.slice(i + 1);
 }
 
-const NON_ASCII = /[^\u0000-\u007f]/;
+/**
+ * isAscii: no code unit above 0x7F. A loop (like isDigits): for the short strings of a
+ * request a RegExp's call cost more than the scan (~0.4 us of an SCGI request behind a
+ * busy server for the four tests, perf).
+ */
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
 
 /** isHttpName: `HTTP_[A-Z0-9_]+` (the caller checked the prefix). */
 function isHttpName(name: string): boolean {

@@ -1,6 +1,7 @@
 // docs/SPEC.md rules 1.1-1.8 and 2.11: buildEnviron, the request header normalisation,
 // tsgi.errors. Byte-exact expectations; fast-check for the latin-1 round trips.
 import { Buffer } from 'node:buffer';
+import { setFlagsFromString } from 'node:v8';
 import {
   buildEnviron,
   type CgiParams,
@@ -10,6 +11,7 @@ import {
   Input,
   isTsgiError,
   type LogLevel,
+  RequestSignal,
   requestToCgi,
   TsgiError,
 } from '@tsgi/core';
@@ -808,4 +810,47 @@ describe('CgiVars: variables added one at a time [1.5] [1.6]', () => {
     expect(Object.getPrototypeOf(e)).toBe(Object.prototype);
     expect(e.constructor).toBe(Object);
   });
+
+  it('keeps a CgiVars environ of 68 keys a fast-mode object (V8: no dictionary mode)', () => {
+    // Each wire variable is stored by a computed key; past V8's limit for such stores an
+    // object turns into a dictionary on every request (lighttpd's 19 variables did).
+    setFlagsFromString('--allow-natives-syntax');
+    const isFast = new Function('o', 'return %HasFastProperties(o)') as (o: object) => boolean;
+    const signal = new RequestSignal();
+    for (const headers of [0, 4, 12, 36]) {
+      const vars = new CgiVars();
+      for (const [k, v] of LIGHTTPD_GET) vars.add(k, v);
+      for (let i = 0; i < headers; i++) vars.add(`HTTP_X_HEADER_${i}`, 'v');
+      const e = buildEnviron(vars, { signal });
+      expect(Object.keys(e).length).toBe(32 + headers);
+      expect(isFast(e)).toBe(true);
+    }
+    // The check itself can tell: an object with a deleted middle property is a dictionary.
+    const slow: Record<string, number> = { a: 1, b: 2, c: 3 };
+    delete slow.b;
+    expect(isFast(slow)).toBe(false);
+  });
 });
+
+/** What lighttpd 1.4.69's mod_scgi sends for `GET /app/hello` from curl (19 variables). */
+const LIGHTTPD_GET: Array<[string, string]> = [
+  ['CONTENT_LENGTH', '0'],
+  ['QUERY_STRING', ''],
+  ['REQUEST_URI', '/app/hello'],
+  ['REDIRECT_STATUS', '200'],
+  ['SCRIPT_NAME', '/app/hello'],
+  ['SCRIPT_FILENAME', '/srv/htdocs/app/hello'],
+  ['DOCUMENT_ROOT', '/srv/htdocs'],
+  ['REQUEST_METHOD', 'GET'],
+  ['SERVER_PROTOCOL', 'HTTP/1.1'],
+  ['SERVER_SOFTWARE', 'lighttpd/1.4.69'],
+  ['GATEWAY_INTERFACE', 'CGI/1.1'],
+  ['REQUEST_SCHEME', 'http'],
+  ['SERVER_PORT', '8080'],
+  ['SERVER_ADDR', '127.0.0.1'],
+  ['SERVER_NAME', '127.0.0.1'],
+  ['REMOTE_ADDR', '127.0.0.1'],
+  ['REMOTE_PORT', '58876'],
+  ['HTTP_HOST', '127.0.0.1:8080'],
+  ['SCGI', '1'],
+];
