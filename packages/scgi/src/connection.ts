@@ -18,10 +18,11 @@ import {
   type RunOptions,
   runApp,
   serializeCgiHead,
+  serializeCgiResponse,
   type Transport,
   TsgiError,
 } from '@tsgi/core';
-import { checkMaxHeaderBytes, decodeHeadersInto, NetstringFramer } from './codec.js';
+import { decodeHeadersInto, NetstringFramer } from './codec.js';
 import { type DeadlineEntry, type DeadlineList, deadlineList, remove } from './deadlines.js';
 
 /** ScgiConnectionOptions: per-connection settings shared by `handleScgiConnection` and `serveScgi`. */
@@ -113,6 +114,15 @@ export class ScgiConnection implements DeadlineEntry {
   dlList: DeadlineList | undefined = undefined;
   /** @internal */
   dlAt = 0;
+  /**
+   * @internal The connection's place in its server's list of open connections
+   * (`LiveConnections`), left when the connection is done.
+   */
+  livePrev: ScgiConnection | undefined = undefined;
+  /** @internal */
+  liveNext: ScgiConnection | undefined = undefined;
+  /** @internal */
+  liveList: LiveConnections | undefined = undefined;
   /** Bytes of the response were written: no error response any more. */
   private wrote = false;
   /** The response ended (cleanly or not): a close is no longer the client going away. */
@@ -127,8 +137,13 @@ export class ScgiConnection implements DeadlineEntry {
   private closedPromise: Promise<void> | undefined;
   private drainWaiters: Array<{ resolve(): void; reject(e: Error): void }> | undefined;
   /**
-   * Response bytes gathered for one write (see queue): two fields, an array only past two
-   * pieces, as most responses are a head and one chunk.
+   * The head, until it is written: serialized together with the first body chunk when
+   * that is all there is (see takeOut), so a small response is one Buffer.
+   */
+  private outHead: ResponseHead | undefined;
+  /**
+   * Body bytes gathered for one write (see queue): two fields, an array only past two
+   * pieces, as most responses are one chunk.
    */
   private out0: Uint8Array | undefined;
   private out1: Uint8Array | undefined;
@@ -145,9 +160,8 @@ export class ScgiConnection implements DeadlineEntry {
     private readonly app: Application,
     private readonly options: ScgiConnectionOptions = {},
   ) {
-    this.framer = new NetstringFramer({
-      maxHeaderBytes: checkMaxHeaderBytes(options.maxHeaderBytes),
-    });
+    // The options themselves (their maxHeaderBytes, checked there): no literal per connection.
+    this.framer = new NetstringFramer(options);
     this.sink = options.errors ?? createLogSink('info');
 
     socket.on('data', this.onData);
@@ -227,6 +241,7 @@ export class ScgiConnection implements DeadlineEntry {
 
   private checkDone() {
     if (!this.socketClosed || !this.runSettled) return;
+    this.liveList?.remove(this);
     const first = this.doneHook;
     const hooks = this.doneHooks;
     this.doneHook = undefined;
@@ -311,6 +326,7 @@ export class ScgiConnection implements DeadlineEntry {
     // copied and promoted with it. The body source stays with tsgi.input, which has seen
     // its end or failure.
     this.body = undefined;
+    this.outHead = undefined;
     this.out0 = this.out1 = this.outMore = undefined;
     this.resolveClosed?.();
     this.checkDone();
@@ -393,7 +409,8 @@ export class ScgiConnection implements DeadlineEntry {
   sendHead_(head: ResponseHead): void {
     this.checkOpen();
     this.wrote = true;
-    this.queue(serializeCgiHead(head));
+    this.outHead = head;
+    this.flushLater();
   }
 
   /** @internal The Transport's write (TransportBox). */
@@ -432,6 +449,10 @@ export class ScgiConnection implements DeadlineEntry {
     else if (this.out1 === undefined) this.out1 = bytes;
     else (this.outMore ??= []).push(bytes);
     this.outBytes += bytes.length;
+    this.flushLater();
+  }
+
+  private flushLater() {
     if (this.flushQueued) return;
     this.flushQueued = true;
     // A job on a resolved promise: queueMicrotask would make an AsyncResource per call.
@@ -443,23 +464,42 @@ export class ScgiConnection implements DeadlineEntry {
     this.flush();
   };
 
-  /** Sends the gathered bytes (several in one writev); notes when the socket wants a drain. */
-  private flush() {
+  /**
+   * takeOut: what is gathered, emptied: one piece (the head with a small first chunk is
+   * serialized into one Buffer), several in order, or undefined when nothing is.
+   */
+  private takeOut(): Uint8Array | Uint8Array[] | undefined {
+    const head = this.outHead;
     const a = this.out0;
-    if (a === undefined) return;
     const b = this.out1;
     const more = this.outMore;
-    this.out0 = this.out1 = this.outMore = undefined;
+    this.outHead = this.out0 = this.out1 = this.outMore = undefined;
     this.outBytes = 0;
+    if (head === undefined) {
+      if (b === undefined) return a;
+      const all = [a!, b];
+      if (more !== undefined) for (const c of more) all.push(c);
+      return all;
+    }
+    if (a === undefined) return serializeCgiHead(head);
+    if (b === undefined && a.length <= FLUSH_BYTES) return serializeCgiResponse(head, a);
+    const all = [serializeCgiHead(head), a];
+    if (b !== undefined) all.push(b);
+    if (more !== undefined) for (const c of more) all.push(c);
+    return all;
+  }
+
+  /** Sends the gathered bytes (several in one writev); notes when the socket wants a drain. */
+  private flush() {
+    const out = this.takeOut();
+    if (out === undefined) return;
     const socket = this.socket;
     if (socket.destroyed || socket.writableEnded) return;
-    let ok: boolean;
-    if (b === undefined) ok = socket.write(a);
+    let ok = true;
+    if (!Array.isArray(out)) ok = socket.write(out);
     else {
       socket.cork();
-      socket.write(a);
-      ok = socket.write(b);
-      if (more !== undefined) for (const c of more) ok = socket.write(c);
+      for (const c of out) ok = socket.write(c);
       socket.uncork();
     }
     if (!ok) this.waitForDrain();
@@ -487,33 +527,19 @@ export class ScgiConnection implements DeadlineEntry {
     this.body?.discard();
     // What is still gathered leaves with the FIN: one piece, or small pieces joined
     // (one write instead of a writev), or larger ones corked into one writev.
-    const a = this.out0;
-    const b = this.out1;
-    const more = this.outMore;
-    const bytes = this.outBytes;
-    this.out0 = this.out1 = this.outMore = undefined;
-    this.outBytes = 0;
+    const out = this.takeOut();
     const socket = this.socket;
-    if (a === undefined || socket.destroyed || socket.writableEnded) socket.end();
-    else if (b === undefined) socket.end(a);
-    else if (bytes <= FLUSH_BYTES) {
-      const joined = Buffer.allocUnsafe(bytes);
-      joined.set(a, 0);
-      joined.set(b, a.length);
-      let at = a.length + b.length;
-      if (more !== undefined) {
-        for (const c of more) {
-          joined.set(c, at);
-          at += c.length;
-        }
+    if (out === undefined || socket.destroyed || socket.writableEnded) socket.end();
+    else if (!Array.isArray(out)) socket.end(out);
+    else {
+      let bytes = 0;
+      for (const c of out) bytes += c.length;
+      if (bytes <= FLUSH_BYTES) socket.end(Buffer.concat(out, bytes));
+      else {
+        socket.cork();
+        for (const c of out) socket.write(c);
+        socket.end();
       }
-      socket.end(joined);
-    } else {
-      socket.cork();
-      socket.write(a);
-      socket.write(b);
-      if (more !== undefined) for (const c of more) socket.write(c);
-      socket.end();
     }
     socket.resume();
     // Out of the header timeout's list (a reject() during the header phase comes here),
@@ -560,6 +586,47 @@ export class ScgiConnection implements DeadlineEntry {
     this.wrote = true;
     this.socket.write(Buffer.concat([serializeCgiHead(head), body]));
     this.closeGracefully();
+  }
+}
+
+/**
+ * LiveConnections: a server's open connections, linked through the connections
+ * themselves: adding and removing allocate nothing and hash nothing. (A Set that adds and
+ * deletes thousands of entries a second rehashes every few deletions, and V8 links each
+ * obsolete table to its successor, which kept every connection alive into the old
+ * generation; an object keyed by serial number made each add and delete a runtime call
+ * into a number dictionary, ~0.5 us of a hello request behind a busy server.)
+ */
+export class LiveConnections {
+  private head: ScgiConnection | undefined = undefined;
+  /** LiveConnections.size: how many are in the list. */
+  size = 0;
+
+  /** LiveConnections.add: `c` stays in the list until it is done (see `whenDone`). */
+  add(c: ScgiConnection): void {
+    c.liveList = this;
+    c.livePrev = undefined;
+    c.liveNext = this.head;
+    if (this.head !== undefined) this.head.livePrev = c;
+    this.head = c;
+    this.size++;
+  }
+
+  /** @internal */
+  remove(c: ScgiConnection): void {
+    if (c.liveList !== this) return;
+    if (c.livePrev === undefined) this.head = c.liveNext;
+    else c.livePrev.liveNext = c.liveNext;
+    if (c.liveNext !== undefined) c.liveNext.livePrev = c.livePrev;
+    c.livePrev = c.liveNext = c.liveList = undefined;
+    this.size--;
+  }
+
+  /** LiveConnections.list: the connections now in the list (a copy: closing one removes it). */
+  list(): ScgiConnection[] {
+    const all: ScgiConnection[] = [];
+    for (let c = this.head; c !== undefined; c = c.liveNext) all.push(c);
+    return all;
   }
 }
 

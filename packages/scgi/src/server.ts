@@ -9,11 +9,7 @@ import {
   TsgiError,
 } from '@tsgi/core';
 import { checkMaxHeaderBytes } from './codec.js';
-import {
-  handleScgiConnection,
-  type ScgiConnection,
-  type ScgiConnectionOptions,
-} from './connection.js';
+import { handleScgiConnection, LiveConnections, type ScgiConnectionOptions } from './connection.js';
 
 /**
  * ScgiListen: where to listen. `{ host, port }` for TCP (host defaults to 127.0.0.1:
@@ -84,14 +80,9 @@ export async function serveScgi(app: Application, options: ScgiServerOptions): P
   checkMaxHeaderBytes(options.maxHeaderBytes);
   const sink = options.errors ?? createLogSink('info');
   const connOptions: ScgiConnectionOptions = { ...options, errors: sink };
-  // The open connections by serial number: a plain object, not a Set. A Set that adds and
-  // deletes thousands of entries a second rehashes every few deletions, and V8 links each
-  // obsolete table to its successor; once one table is in the old generation that link keeps
-  // the young ones, and every connection in them, alive through scavenges, so every
-  // connection's objects were promoted and left for the full GC.
-  const live: Record<number, ScgiConnection> = Object.create(null);
-  let serial = 0;
-  const liveConnections = (): ScgiConnection[] => Object.values(live);
+  // The open connections, linked through themselves (see LiveConnections).
+  const live = new LiveConnections();
+  const liveConnections = () => live.list();
   const idle = options.idleTimeoutMs ?? 0;
   let closing = false;
 
@@ -103,11 +94,7 @@ export async function serveScgi(app: Application, options: ScgiServerOptions): P
       return;
     }
     const conn = handleScgiConnection(socket, app, connOptions);
-    const id = serial++;
-    live[id] = conn;
-    conn.whenDone(() => {
-      delete live[id];
-    });
+    live.add(conn);
     if (idle > 0) {
       socket.setTimeout(idle, () => {
         sink(`scgi: connection idle for ${idle} ms (idleTimeoutMs); closed`, 'warn');
