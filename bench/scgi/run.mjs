@@ -40,6 +40,7 @@ import {
   WORKLOADS,
   workloadTables,
 } from '../lib/run.mjs';
+import { NGINX_WRK } from './blocks.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -209,23 +210,7 @@ try {
       const { decodeHeaders, decodeHeadersInto } = await import(pathToFileURL(dist).href);
       const core = await import(pathToFileURL(join(root, 'packages/core/dist/index.js')).href);
       // What nginx sends for wrk's request (Debian scgi_params), and a browser-like request.
-      const nginxWrk = [
-        ['CONTENT_LENGTH', '0'],
-        ['REQUEST_METHOD', 'GET'],
-        ['REQUEST_URI', '/tsgi-scgi/hello'],
-        ['QUERY_STRING', ''],
-        ['CONTENT_TYPE', ''],
-        ['DOCUMENT_URI', '/tsgi-scgi/hello'],
-        ['DOCUMENT_ROOT', '/tmp/tsgi-bench-nginx-abcdef/htdocs'],
-        ['SCGI', '1'],
-        ['SERVER_PROTOCOL', 'HTTP/1.1'],
-        ['REQUEST_SCHEME', 'http'],
-        ['REMOTE_ADDR', '127.0.0.1'],
-        ['REMOTE_PORT', '53124'],
-        ['SERVER_PORT', '41234'],
-        ['SERVER_NAME', '127.0.0.1'],
-        ['HTTP_HOST', '127.0.0.1'],
-      ];
+      const nginxWrk = NGINX_WRK;
       const browser = [
         ...nginxWrk.slice(0, 14),
         ['HTTP_HOST', 'www.example.com'],

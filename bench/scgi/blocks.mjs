@@ -1,0 +1,41 @@
+// The SCGI header blocks the benches send: what nginx 1.22 (Debian's scgi_params) and lighttpd
+// 1.4.69 (mod_scgi) pass for wrk's `GET /tsgi-scgi/hello`, as [name, value] pairs in wire order.
+export const NGINX_WRK = [
+  ['CONTENT_LENGTH', '0'],
+  ['REQUEST_METHOD', 'GET'],
+  ['REQUEST_URI', '/tsgi-scgi/hello'],
+  ['QUERY_STRING', ''],
+  ['CONTENT_TYPE', ''],
+  ['DOCUMENT_URI', '/tsgi-scgi/hello'],
+  ['DOCUMENT_ROOT', '/tmp/tsgi-bench-nginx-abcdef/htdocs'],
+  ['SCGI', '1'],
+  ['SERVER_PROTOCOL', 'HTTP/1.1'],
+  ['REQUEST_SCHEME', 'http'],
+  ['REMOTE_ADDR', '127.0.0.1'],
+  ['REMOTE_PORT', '53124'],
+  ['SERVER_PORT', '41234'],
+  ['SERVER_NAME', '127.0.0.1'],
+  ['HTTP_HOST', '127.0.0.1'],
+];
+
+export const LIGHTTPD_WRK = [
+  ['CONTENT_LENGTH', '0'],
+  ['QUERY_STRING', ''],
+  ['REQUEST_URI', '/tsgi-scgi/hello'],
+  ['REDIRECT_STATUS', '200'],
+  ['SCRIPT_NAME', '/tsgi-scgi/hello'],
+  ['SCRIPT_FILENAME', '/tmp/tsgi-bench-lighttpd-GWPrnF/htdocs/tsgi-scgi/hello'],
+  ['DOCUMENT_ROOT', '/tmp/tsgi-bench-lighttpd-GWPrnF/htdocs'],
+  ['REQUEST_METHOD', 'GET'],
+  ['SERVER_PROTOCOL', 'HTTP/1.1'],
+  ['SERVER_SOFTWARE', 'lighttpd/1.4.69'],
+  ['GATEWAY_INTERFACE', 'CGI/1.1'],
+  ['REQUEST_SCHEME', 'http'],
+  ['SERVER_PORT', '41971'],
+  ['SERVER_ADDR', '127.0.0.1'],
+  ['SERVER_NAME', '127.0.0.1'],
+  ['REMOTE_ADDR', '127.0.0.1'],
+  ['REMOTE_PORT', '58876'],
+  ['HTTP_HOST', '127.0.0.1:41971'],
+  ['SCGI', '1'],
+];
