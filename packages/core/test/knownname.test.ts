@@ -27,6 +27,10 @@ describe('knownCgiName', () => {
       'HTTP_ACCEPT_ENCODING',
       'HTTP_ACCEPT_LANGUAGE',
       'HTTP_X_FORWARDED_FOR',
+      'HTTP_SEC_FETCH_DEST',
+      'HTTP_SEC_FETCH_MODE',
+      'HTTP_SEC_FETCH_SITE',
+      'HTTP_UPGRADE_INSECURE_REQUESTS',
     ];
     const block = `..${names.join('\0')}\0`;
     let at = 2;
