@@ -30,7 +30,10 @@ export default defineConfig([
     dts: true,
     target: 'node20',
     platform: 'node',
-    clean: true,
+    // Not `clean: true`: the two builds run at once, and tsup's declaration step of this
+    // one then deleted every .d.ts in dist/, entry.d.ts included when the other build had
+    // written it first (a failed check-exports in CI). package.json's build empties dist/.
+    clean: false,
     sourcemap: false,
     splitting: false,
     treeshake: true,
