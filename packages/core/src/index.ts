@@ -15,6 +15,7 @@ export { FileWrapper, fileWrapper } from './filewrapper.js';
 export { describeChar, getHeader, HOP_BY_HOP, validateResponseHead } from './headers.js';
 export { createInput, drainInput, Input, sourceFromIterable } from './input.js';
 export {
+  isDigits,
   isLatin1,
   knownCgiName,
   latin1Decode,

@@ -16,6 +16,7 @@ import {
   type Environ,
   type ErrorSink,
   fixedResponse,
+  isDigits,
   isTsgiError,
   type LogLevel,
   RequestEnvironOptions,
@@ -1117,7 +1118,7 @@ class InputSource implements ByteSource {
 
 /** FCGI_DATA_LENGTH (S6.4) as a number, or undefined when absent or not digits. */
 function dataLength(v: string | undefined): number | undefined {
-  return v !== undefined && /^[0-9]{1,15}$/.test(v) ? Number(v) : undefined;
+  return v !== undefined && isDigits(v) ? Number(v) : undefined;
 }
 
 /** RequestTransport: a request's Transport (a class: no object literal per request; see CgiVars in the core). */
