@@ -195,3 +195,23 @@ export async function request(
     transport,
   };
 }
+
+/**
+ * KNOWN_NAME_PROBES: well-known CGI names and near misses of them (one code unit changed,
+ * case, one longer or shorter, a non-ASCII code unit), for codec tests of the known-name
+ * fast path (`knownCgiName`): each must decode to exactly its own bytes.
+ */
+export const KNOWN_NAME_PROBES: readonly string[] = Object.freeze([
+  'REQUEST_METHOD',
+  'REQUEST_METHOX',
+  'XEQUEST_METHOD',
+  'request_method',
+  'HTTP_HOST',
+  'HTTP_HOSTS',
+  'HTTP_HOS',
+  'SERVER_PORT',
+  'SERVER_NAME',
+  'SERVER_NAMF',
+  'HTTPS',
+  'HTTP\u00e9',
+]);
