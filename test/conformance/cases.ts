@@ -43,6 +43,14 @@ const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 export const frontServer = (t: Target): boolean => t.server !== 'none';
 
 /**
+ * refusesChunkedSometimes: lighttpd with `server.stream-request-body = 2` (the `-stream2`
+ * targets), which answers a chunked upload with 411 when the body is still arriving as it
+ * connects to the backend (research/real-servers.md: "411 for chunked on all protocols").
+ */
+const refusesChunkedSometimes = (t: Target): boolean =>
+  t.server === 'lighttpd' && t.name.endsWith('-stream2');
+
+/**
  * dropsBackendContentLength: Apache >= 2.4.59 discards the Content-Length of a CGI-like
  * backend (CGI, FastCGI, SCGI) unless `SetEnv ap_trust_cgilike_cl 1` (real-servers.md,
  * "HEAD and Content-Length"); the response then goes out chunked. Such a target may or
@@ -638,6 +646,13 @@ export const cases: Case[] = [
     },
     request: { method: 'POST', target: '/chunked', body: chunkedBody(), chunked: true },
     check(res, t) {
+      if (refusesChunkedSometimes(t) && res.status === 411) {
+        // lighttpd with stream-request-body = 2 answers a chunked upload with 411 unless the
+        // whole body came in with the request head (then it dechunks it): timing, not the
+        // adapter. Either way nothing partial reaches the app.
+        return;
+      }
+      expect(res.status).toBe(200);
       const [n, digest, cl] = res.body.toString().split(' ');
       expect(n).toBe(String(chunkedBody().length));
       expect(digest).toBe(sha256(chunkedBody()));
