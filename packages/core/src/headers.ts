@@ -136,6 +136,14 @@ export function validateResponseHead(status: unknown, headers: unknown): Respons
       'core: headers must be an array of [name, value] pairs',
     );
   }
+  if (status === lastStatus && sameHeaders(headers, lastFlat)) {
+    lastShared ??= frozenPairs(lastFlat);
+    return new Head(status, code, lastShared, lastFlat, lastContentLength);
+  }
+  // The head keeps a copy of what was checked: the app still holds its array and pairs,
+  // and whatever it changes in them after startResponse must not reach the wire unchecked.
+  const flat: string[] = [];
+  const pairs: HeaderList = [];
   let contentLength: number | undefined;
   for (let i = 0; i < headers.length; i++) {
     const pair = headers[i];
@@ -169,6 +177,8 @@ export function validateResponseHead(status: unknown, headers: unknown): Respons
         `core: header ${name} value has ${describeChar(value, bad.index)} at index ${bad.index}`,
       );
     }
+    flat.push(name, value);
+    pairs.push([name, value]);
     const lower = special(name);
     if (lower === undefined) continue;
     if (lower !== 'content-length') {
@@ -188,21 +198,79 @@ export function validateResponseHead(status: unknown, headers: unknown): Respons
     }
     contentLength = Number(value);
   }
-  return new Head(status, code, headers as HeaderList, contentLength);
+  lastStatus = status;
+  lastFlat = flat;
+  lastShared = undefined;
+  lastContentLength = contentLength;
+  return new Head(status, code, pairs, flat, contentLength);
 }
 
 /**
  * Head: the ResponseHead validateResponseHead returns; a class, not a literal per response
  * (behind a busy server V8's allocation-site feedback for a literal made per request
- * promoted the requests in flight to the old generation; docs/bench/scgi.md).
+ * promoted the requests in flight to the old generation; docs/bench/scgi.md). Besides its
+ * `headers` (a copy: the app's array is not the head's) it holds the validated names and
+ * values as one private list, which the CGI-style serializer reads (`validatedHeaders`).
  */
 class Head implements ResponseHead {
+  readonly #flat: readonly string[];
+
   constructor(
     public status: string,
     public code: number,
     public headers: HeaderList,
+    flat: readonly string[],
     public contentLength: number | undefined,
-  ) {}
+  ) {
+    this.#flat = flat;
+  }
+
+  /** The validated names and values of `head` when it is a Head, else undefined. */
+  static flatOf(head: ResponseHead): readonly string[] | undefined {
+    return #flat in head ? head.#flat : undefined;
+  }
+}
+
+/**
+ * validatedHeaders: the names and values validateResponseHead checked, `[name, value,
+ * name, value, ...]`, or undefined for a head it did not make (then use `head.headers`).
+ * Equal heads share one list (see lastFlat): for the serializer, which keeps the bytes of
+ * the last list it wrote.
+ */
+export function validatedHeaders(head: ResponseHead): readonly string[] | undefined {
+  return Head.flatOf(head);
+}
+
+/**
+ * The last head validated: an app answers request after request with the same status and
+ * header strings, and a list equal to the last one, compared string by string, needs no
+ * second check and no second copy. The list is never handed out (a head's `headers`
+ * are a copy, frozen when heads share it), so what it holds is what was checked.
+ */
+let lastStatus = '';
+let lastFlat: readonly string[] = [];
+let lastContentLength: number | undefined;
+/** The pairs the heads equal to the last one share, frozen (made at the first repeat). */
+let lastShared: HeaderList | undefined;
+
+function frozenPairs(flat: readonly string[]): HeaderList {
+  const pairs: HeaderList = [];
+  for (let i = 0; i < flat.length; i += 2) {
+    pairs.push(Object.freeze([flat[i]!, flat[i + 1]!]) as [string, string]);
+  }
+  return Object.freeze(pairs) as HeaderList;
+}
+
+/** sameHeaders: `headers` holds exactly the names and values of `flat` (string equality). */
+function sameHeaders(headers: unknown[], flat: readonly string[]): boolean {
+  const n = headers.length;
+  if (n * 2 !== flat.length) return false;
+  for (let i = 0; i < n; i++) {
+    const pair = headers[i];
+    if (!Array.isArray(pair) || pair.length !== 2) return false;
+    if (pair[0] !== flat[2 * i] || pair[1] !== flat[2 * i + 1]) return false;
+  }
+  return true;
 }
 
 /** getHeader: first value of `name` (case-insensitive) in a header list, or undefined. */

@@ -1,4 +1,5 @@
 import { Buffer } from 'node:buffer';
+import { validatedHeaders } from './headers.js';
 import type { ResponseHead } from './types.js';
 
 /**
@@ -20,10 +21,10 @@ export function serializeCgiHead(
       if (n.toLowerCase() === 'location') return Buffer.from(`Location: ${v}\r\n\r\n`, 'latin1');
     }
   }
-  const out = Buffer.allocUnsafe(headLength(head));
-  writeHead(head, out);
-  return out;
+  return serializeCgiResponse(head, EMPTY);
 }
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * serializeCgiResponse: `serializeCgiHead(head)` followed by `body`, in one Buffer: one
@@ -31,19 +32,45 @@ export function serializeCgiHead(
  * the head as a Buffer of its own and then both joined for the write made two.
  */
 export function serializeCgiResponse(head: ResponseHead, body: Uint8Array): Buffer {
-  const n = headLength(head);
-  const out = Buffer.allocUnsafe(n + body.length);
-  writeHead(head, out);
-  out.set(body, n);
+  const flat = validatedHeaders(head) ?? flatten(head.headers);
+  const status = head.status;
+  let out: Buffer;
+  if (flat === lastFlat && status === lastStatus) {
+    // The same validated list as the last head (validateResponseHead shares it between
+    // equal heads): its bytes are copied, not written again code unit by code unit.
+    const bytes = lastBytes;
+    out = Buffer.allocUnsafe(bytes.length + body.length);
+    out.set(bytes);
+    if (body.length > 0) out.set(body, bytes.length);
+    return out;
+  }
+  const n = headLength(status, flat);
+  out = Buffer.allocUnsafe(n + body.length);
+  writeHead(status, flat, out);
+  if (body.length > 0) out.set(body, n);
+  lastFlat = flat;
+  lastStatus = status;
+  lastBytes = out.subarray(0, n);
   return out;
 }
 
+/** The last head serialized: its list (see validatedHeaders), status and bytes (a view of the Buffer they were written to, which nothing writes to again). */
+let lastFlat: readonly string[] | undefined;
+let lastStatus = '';
+let lastBytes: Uint8Array = EMPTY;
+
+/** A head that validateResponseHead did not make (fixedResponse, a test's): its pairs as one list. */
+function flatten(headers: ResponseHead['headers']): string[] {
+  const flat: string[] = [];
+  for (const [n, v] of headers) flat.push(n, v);
+  return flat;
+}
+
 /** headLength: the bytes of the serialized head (latin-1: one byte per code unit). */
-function headLength(head: ResponseHead): number {
+function headLength(status: string, flat: readonly string[]): number {
   // "Status: " + status + CRLF, each "name: value" + CRLF, the final CRLF.
-  let n = 8 + head.status.length + 4;
-  const h = head.headers;
-  for (let i = 0; i < h.length; i++) n += h[i]![0].length + h[i]![1].length + 4;
+  let n = 8 + status.length + 4;
+  for (let i = 0; i < flat.length; i += 2) n += flat[i]!.length + flat[i + 1]!.length + 4;
   return n;
 }
 
@@ -54,17 +81,16 @@ function headLength(head: ResponseHead): number {
  * hello request behind a busy server (perf). validateResponseHead refused anything above
  * U+00FF, so each code unit is its byte.
  */
-function writeHead(head: ResponseHead, out: Uint8Array): void {
+function writeHead(status: string, flat: readonly string[], out: Uint8Array): void {
   let at = put(out, 0, 'Status: ');
-  at = put(out, at, head.status);
+  at = put(out, at, status);
   out[at++] = 13;
   out[at++] = 10;
-  const h = head.headers;
-  for (let i = 0; i < h.length; i++) {
-    at = put(out, at, h[i]![0]);
+  for (let i = 0; i < flat.length; i += 2) {
+    at = put(out, at, flat[i]!);
     out[at++] = 58; // ':'
     out[at++] = 32;
-    at = put(out, at, h[i]![1]);
+    at = put(out, at, flat[i + 1]!);
     out[at++] = 13;
     out[at++] = 10;
   }

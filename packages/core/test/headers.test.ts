@@ -1,6 +1,13 @@
 // docs/SPEC.md rules 4.1-4.6: validateResponseHead, one row per broken rule, with the exact
 // error message (it names the header and the offending character).
-import { describeChar, getHeader, HOP_BY_HOP, TsgiError, validateResponseHead } from '@tsgi/core';
+import {
+  describeChar,
+  getHeader,
+  HOP_BY_HOP,
+  serializeCgiHead,
+  TsgiError,
+  validateResponseHead,
+} from '@tsgi/core';
 import { describe, expect, it } from 'vitest';
 
 function error(status: unknown, headers: unknown): TsgiError {
@@ -114,7 +121,28 @@ describe('headers [4.2][4.3]', () => {
     ];
     const head = validateResponseHead('200 OK', headers);
     expect(head).toEqual({ status: '200 OK', code: 200, headers, contentLength: undefined });
-    expect(head.headers).toBe(headers);
+    // A copy: the app keeps its array (see the next test).
+    expect(head.headers).not.toBe(headers);
+  });
+
+  it('[4.3] what the app changes in its headers after validation does not reach the head or the wire', () => {
+    for (let round = 0; round < 3; round++) {
+      // Rounds 2 and 3 are equal to round 1: the validation cache's path.
+      const headers: Array<[string, string]> = [['Content-Type', 'text/plain']];
+      const head = validateResponseHead('200 OK', headers);
+      headers[0]![1] = 'x\r\nInjected: 1';
+      headers.push(['X-Late', 'a\r\nb']);
+      expect(head.headers).toEqual([['Content-Type', 'text/plain']]);
+      expect(Buffer.from(serializeCgiHead(head)).toString('latin1')).toBe(
+        'Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n',
+      );
+    }
+    // Heads equal to the last one share frozen pairs: a transport cannot change them either.
+    const a = validateResponseHead('200 OK', [['Content-Type', 'text/plain']]);
+    expect(Object.isFrozen(a.headers)).toBe(true);
+    expect(Object.isFrozen(a.headers[0])).toBe(true);
+    // And a list that differs by one value is checked again.
+    expect(() => validateResponseHead('200 OK', [['Content-Type', 'text/plain\n']])).toThrow(/LF/);
   });
 });
 
