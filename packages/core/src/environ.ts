@@ -3,7 +3,13 @@ import { TsgiError } from './errors.js';
 import { createErrorStream, defaultSink } from './errorstream.js';
 import { fileWrapper } from './filewrapper.js';
 import { createInput } from './input.js';
-import { isDigits, percentDecodeBytes, percentEncodePath, toLatin1String } from './latin1.js';
+import {
+  isDigits,
+  KNOWN_CGI_NAMES,
+  percentDecodeBytes,
+  percentEncodePath,
+  toLatin1String,
+} from './latin1.js';
 import { adoptRequestVars } from './request.js';
 import type { RequestSignal } from './signal.js';
 import type { ByteSource, Environ, ErrorSink } from './types.js';
@@ -163,7 +169,10 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
   // unique by construction, so it becomes the environ as it is, without a copy.
   let vars = adoptRequestVars(params);
   let hcl: string | undefined;
+  // Whether `tsgi.signal` is already the lazy accessor (a CgiVars record: lazySignalRecord).
+  let lazy = false;
   if (vars === undefined) {
+    lazy = true;
     let st: CgiVars;
     if (params instanceof CgiVars) {
       st = params;
@@ -319,7 +328,7 @@ export function buildEnviron(params: CgiParams, options: EnvironOptions = {}): E
     // the accessor needs defineProperty, a runtime call that measured ~2 % of an SCGI
     // hello request's CPU each (docs/bench/scgi.md).
     (environ as unknown as Record<symbol, RequestSignal>)[kRequestSignal] = signal;
-    Object.defineProperty(environ, 'tsgi.signal', LAZY_SIGNAL);
+    if (!lazy) Object.defineProperty(environ, 'tsgi.signal', LAZY_SIGNAL);
   }
   if (options.extra) Object.assign(environ, options.extra);
   return environ;
@@ -364,6 +373,34 @@ const LAZY_SIGNAL: PropertyDescriptor = {
 };
 
 /**
+ * lazySignalRecord: a CgiVars record, with `tsgi.signal` already the lazy accessor. Defined
+ * on the empty object, where it is the first transition of every record (found at once),
+ * rather than on the finished environ of 30-odd properties: behind a busy server that
+ * defineProperty, a C++ runtime call, measured 1.5 us per request (perf; docs/bench/scgi.md).
+ * A request whose adapter gives an AbortSignal or none gets a data property instead (the
+ * setter). Until buildEnviron links a RequestSignal, reading it gives NEVER_SIGNAL.
+ */
+function lazySignalRecord(): Record<string, string> {
+  const r = new (PlainRecord as unknown as new () => Record<string, string>)();
+  Object.defineProperty(r, 'tsgi.signal', LAZY_SIGNAL);
+  return r;
+}
+
+/**
+ * PLAIN_KNOWN: 1 for the known names (KNOWN_CGI_NAMES) that CgiVars.add stores as they come,
+ * 0 for the content variables it settles itself (CONTENT_LENGTH, CONTENT_TYPE and their
+ * HTTP_ twins).
+ */
+const PLAIN_KNOWN = Uint8Array.from(KNOWN_CGI_NAMES, (n) =>
+  n === 'CONTENT_LENGTH' ||
+  n === 'CONTENT_TYPE' ||
+  n === 'HTTP_CONTENT_LENGTH' ||
+  n === 'HTTP_CONTENT_TYPE'
+    ? 0
+    : 1,
+);
+
+/**
  * CgiVars: CGI variables collected one at a time, checked as they come, for
  * `buildEnviron(vars, options)`, which takes them over without a copy. An adapter's codec
  * adds each name and value as it decodes them (the SCGI and FastCGI decoders do), instead
@@ -376,9 +413,7 @@ const LAZY_SIGNAL: PropertyDescriptor = {
  * other repeats keep the first value, with a warning. Use one CgiVars for one buildEnviron.
  */
 export class CgiVars {
-  private vars: Record<string, string> | undefined = new (
-    PlainRecord as unknown as new () => Record<string, string>
-  )();
+  private vars: Record<string, string> | undefined = lazySignalRecord();
   /** @internal Repeated HTTP_* variables, each with all its values in order. */
   dupHttp: Map<string, string[]> | undefined = undefined;
   /** @internal Names other than HTTP_* given more than once (warned about by buildEnviron). */
@@ -387,14 +422,62 @@ export class CgiVars {
   httpCl: string | undefined = undefined;
   private cl = false;
   private ct = false;
+  /**
+   * The known names (KNOWN_CGI_NAMES indexes) added so far, as two bit sets: a repeat of
+   * one is found without a property lookup. Only while every name came with its index
+   * (`generic` false): a known name added without one is in the record but not here.
+   */
+  private seen0 = 0;
+  private seen1 = 0;
+  private generic = false;
 
   /**
    * CgiVars.add: one variable, its value as bytes or as a latin-1 string (one code point
-   * per byte). Throws TsgiError (status 400) for a second CONTENT_LENGTH or CONTENT_TYPE.
+   * per byte). `known`: the name's index in KNOWN_CGI_NAMES when a codec found it there
+   * (`knownCgiIndex`): such a name is valid by construction and its checks are skipped.
+   * Throws TsgiError (status 400) for a second CONTENT_LENGTH or CONTENT_TYPE.
    */
-  add(name: string, raw: Uint8Array | string | undefined): void {
+  add(name: string, raw: Uint8Array | string | undefined, known = -1): void {
+    // The common case, small enough to be inlined into a codec's loop: a known name that
+    // needs no special handling, not seen before, with a latin-1 string value.
+    const vars = this.vars;
+    if (
+      known >= 0 &&
+      PLAIN_KNOWN[known] === 1 &&
+      KNOWN_CGI_NAMES[known] === name &&
+      typeof raw === 'string' &&
+      !this.generic &&
+      vars !== undefined
+    ) {
+      if (known < 32) {
+        const bit = 1 << known;
+        if ((this.seen0 & bit) === 0) {
+          this.seen0 |= bit;
+          vars[name] = raw;
+          return;
+        }
+      } else {
+        const bit = 1 << (known - 32);
+        if ((this.seen1 & bit) === 0) {
+          this.seen1 |= bit;
+          vars[name] = raw;
+          return;
+        }
+      }
+    }
+    this.addChecked(name, raw, known);
+  }
+
+  /** Everything else `add` does: checks, the content variables, repeats. */
+  private addChecked(name: string, raw: Uint8Array | string | undefined, known: number): void {
     if (raw === undefined) return;
-    if (!isCgiName(name)) return;
+    if (known < 0 || KNOWN_CGI_NAMES[known] !== name) {
+      if (!isCgiName(name)) return;
+      // `tsgi.*` are the environ's own keys (and `tsgi.signal` is already here): a
+      // variable off the wire by such a name would pass for one of them.
+      if (name.charCodeAt(0) === 116 /* t */ && name.startsWith('tsgi.')) return;
+      known = -1;
+    }
     const vars = this.vars;
     if (vars === undefined) throw taken();
     // The content variables are settled here, not stored and deleted later: an empty one
@@ -420,19 +503,32 @@ export class CgiVars {
       return;
     }
     if (name === 'HTTP_CONTENT_TYPE') return;
-    if (name.charCodeAt(0) === 72 /* H */ && name.startsWith('HTTP_')) {
-      // Header names outside [A-Za-z0-9-] were mapped by some server to something
-      // that is not a clean HTTP_ name; such variables never reach the application.
-      if (!isHttpName(name)) return;
-      if (Object.hasOwn(vars, name)) {
+    const http = name.charCodeAt(0) === 72 /* H */ && name.startsWith('HTTP_');
+    // Header names outside [A-Za-z0-9-] were mapped by some server to something that is
+    // not a clean HTTP_ name; such variables never reach the application.
+    if (http && known < 0 && !isHttpName(name)) return;
+    let repeat: boolean;
+    if (known < 0) {
+      this.generic = true;
+      repeat = Object.hasOwn(vars, name);
+    } else if (this.generic) {
+      repeat = Object.hasOwn(vars, name);
+    } else if (known < 32) {
+      repeat = (this.seen0 & (1 << known)) !== 0;
+      this.seen0 |= 1 << known;
+    } else {
+      repeat = (this.seen1 & (1 << (known - 32))) !== 0;
+      this.seen1 |= 1 << (known - 32);
+    }
+    if (repeat) {
+      if (http) {
         this.dupHttp ??= new Map();
         const seen = this.dupHttp.get(name);
         if (seen) seen.push(toLatin1String(raw));
         else this.dupHttp.set(name, [vars[name]!, toLatin1String(raw)]);
-        return;
+      } else {
+        (this.repeated ??= []).push(name);
       }
-    } else if (Object.hasOwn(vars, name)) {
-      (this.repeated ??= []).push(name);
       return;
     }
     vars[name] = toLatin1String(raw);

@@ -17,6 +17,8 @@ export { createInput, drainInput, Input, sourceFromIterable } from './input.js';
 export {
   isDigits,
   isLatin1,
+  KNOWN_CGI_NAMES,
+  knownCgiIndex,
   knownCgiName,
   latin1Decode,
   latin1Encode,
@@ -41,9 +43,11 @@ export {
   isResponseObject,
   NEEDS_BODY_ON_HEAD,
   needsBody,
+  type RunListener,
   type RunOptions,
   type RunResult,
   runApp,
+  runAppThen,
 } from './run.js';
 export { isLocalRedirect, serializeCgiHead, serializeCgiResponse } from './serialize.js';
 export { RequestSignal } from './signal.js';

@@ -127,7 +127,39 @@ export function runApp(
   transport: Transport,
   options: RunOptions = {},
 ): Promise<RunResult> {
-  return new Exchange(app, environ, transport, options).run();
+  const exchange = new Exchange(app, environ, transport, options);
+  return new Promise<RunResult>((resolve) => exchange.run(new Resolver(resolve)));
+}
+
+/** RunListener: what `runAppThen` tells when the request is over. */
+export interface RunListener {
+  /** runDone: called once with how the request ended (never throws into the core). */
+  runDone(result: RunResult): void;
+}
+
+/**
+ * runAppThen: `runApp` without a Promise: `listener.runDone(result)` is called once the
+ * request is over, synchronously when nothing had to wait (a synchronous app with an
+ * array body). For adapters, which already have an object per request to be told: the
+ * Promise of runApp and the reaction to it were a Promise, two closures and a job per
+ * request more (SCGI makes a connection per request).
+ */
+export function runAppThen(
+  app: Application,
+  environ: Environ,
+  transport: Transport,
+  options: RunOptions,
+  listener: RunListener,
+): void {
+  new Exchange(app, environ, transport, options).run(listener);
+}
+
+/** Resolver: runApp's Promise as a RunListener. */
+class Resolver implements RunListener {
+  constructor(private readonly resolve: (r: RunResult) => void) {}
+  runDone(result: RunResult): void {
+    this.resolve(result);
+  }
 }
 
 /**
@@ -290,16 +322,16 @@ class Exchange {
     if (this.writeError !== undefined) throw this.writeError;
   }
 
-  run(): Promise<RunResult> {
+  run(listener: RunListener): void {
     let result: unknown;
     try {
       result = this.app(this.environ, this.startResponse);
     } catch (e) {
-      return this.failed(e);
+      this.tell(listener, this.failed(e));
+      return;
     }
-    if (result instanceof Promise) return this.awaitApp(result);
-    const r = this.afterApp(result);
-    return r instanceof Promise ? r : Promise.resolve(r);
+    if (result instanceof Promise) this.awaitApp(result, listener);
+    else this.tell(listener, this.afterApp(result));
   }
 
   /**
@@ -326,43 +358,42 @@ class Exchange {
   /**
    * Waits for an async app, but gives up when the client goes away: the transport is then
    * released at once instead of waiting for an app that may never finish, and whatever
-   * body the app returns later is closed (SPEC rule 6.1). One Promise and two reactions,
-   * no async function: this is every async app's path.
+   * body the app returns later is closed (SPEC rule 6.1). Two reactions, no Promise of its
+   * own and no async function: this is every async app's path.
    */
-  private awaitApp(p: Promise<unknown>): Promise<RunResult> {
+  private awaitApp(p: Promise<unknown>, listener: RunListener): void {
     const signal = this.signal;
     if (signal === NEVER_ABORTED) {
-      return p.then(
-        (v) => this.afterApp(v),
-        (e: unknown) => this.failed(e),
+      p.then(
+        (v) => this.tell(listener, this.afterApp(v)),
+        (e: unknown) => this.tell(listener, this.failed(e)),
       );
+      return;
     }
-    return new Promise<RunResult>((resolve) => {
-      let settled = false;
-      const onAbort = () => {
+    let settled = false;
+    const onAbort = () => {
+      if (settled) return;
+      settled = true;
+      p.then(closeLate, noop);
+      this.tell(listener, this.failed(clientGone(signal)));
+    };
+    // Already gone: let a promise that has settled win first, then give up.
+    if (signal.aborted) setImmediate(onAbort);
+    else signal.addAbortListener(onAbort);
+    p.then(
+      (v) => {
         if (settled) return;
         settled = true;
-        p.then(closeLate, noop);
-        resolve(this.failed(clientGone(signal)));
-      };
-      // Already gone: let a promise that has settled win first, then give up.
-      if (signal.aborted) setImmediate(onAbort);
-      else signal.addAbortListener(onAbort);
-      p.then(
-        (v) => {
-          if (settled) return;
-          settled = true;
-          signal.removeAbortListener(onAbort);
-          resolve(this.afterApp(v));
-        },
-        (e: unknown) => {
-          if (settled) return;
-          settled = true;
-          signal.removeAbortListener(onAbort);
-          resolve(this.failed(e));
-        },
-      );
-    });
+        signal.removeAbortListener(onAbort);
+        this.tell(listener, this.afterApp(v));
+      },
+      (e: unknown) => {
+        if (settled) return;
+        settled = true;
+        signal.removeAbortListener(onAbort);
+        this.tell(listener, this.failed(e));
+      },
+    );
   }
 
   /** The synchronous path for an array body, from chunk `from` on. */
@@ -414,6 +445,23 @@ class Exchange {
       await this.closeBody();
       this.done();
     }
+  }
+
+  /** Tells `listener` once `r` is known. */
+  private tell(listener: RunListener, r: RunResult | Promise<RunResult>): void {
+    if (!(r instanceof Promise)) {
+      listener.runDone(r);
+      return;
+    }
+    r.then(
+      (v) => listener.runDone(v),
+      (e: unknown) => {
+        // The core's paths do not reject; should one, the request still ends for the adapter.
+        const error = e instanceof Error ? e : new Error(String(e));
+        this.log(`core: request failed: ${describe(error)}`, 'error');
+        listener.runDone({ outcome: 'aborted', head: this.head, bodyBytes: this.sent, error });
+      },
+    );
   }
 
   private done(): void {

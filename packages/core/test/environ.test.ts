@@ -152,6 +152,26 @@ describe('buildEnviron: latin-1 values [1.1]', () => {
     expect(e.HTTP_OK_1).toBe('f');
   });
 
+  it("[1.1] names starting with tsgi. are the environ's own: one off the wire is dropped", () => {
+    const warnings: string[] = [];
+    const e = buildEnviron(
+      [
+        ['REQUEST_METHOD', 'GET'],
+        ['tsgi.signal', 'spoof'],
+        ['tsgi.version', 'spoof'],
+        ['tsgi.custom', 'spoof'],
+        ['TSGI.UPPER', 'kept'],
+      ],
+      { errors: (m) => warnings.push(m) },
+    );
+    expect(Object.hasOwn(e, 'tsgi.custom')).toBe(false);
+    expect(e['tsgi.version']).toEqual([1, 1]);
+    expect(e['tsgi.signal']).toBeInstanceOf(AbortSignal);
+    expect(e['TSGI.UPPER']).toBe('kept');
+    // Dropped, not reported as a repeat of the key buildEnviron sets.
+    expect(warnings).toEqual([]);
+  });
+
   it('[1.1] undefined values in a record are skipped, not stringified', () => {
     const e = env({ REMOTE_USER: undefined, HTTP_X: 'x' });
     expect(Object.hasOwn(e, 'REMOTE_USER')).toBe(false);

@@ -14,7 +14,7 @@
 // a Node quirk (its TextDecoder('latin1') is windows-1252) and measured ~12x slower than
 // decodeHeaders on a realistic 30-header block (bench/scgi-headers/run.mjs).
 import { Buffer } from 'node:buffer';
-import { isDigits, knownCgiName, TsgiError } from '@tsgi/core';
+import { isDigits, KNOWN_CGI_NAMES, knownCgiIndex, TsgiError } from '@tsgi/core';
 
 /** DEFAULT_MAX_HEADER_BYTES: the default cap on the declared header block size (64 KiB). */
 export const DEFAULT_MAX_HEADER_BYTES = 64 * 1024;
@@ -290,7 +290,8 @@ export function decodeHeaders(block: Uint8Array): ScgiHeaders {
  * the adapter uses: no list of pairs in between) or anything with an `add`.
  */
 export interface ScgiHeaderTarget {
-  add(name: string, value: string): void;
+  /** `known`: the name's index in the core's KNOWN_CGI_NAMES, or -1 (see `knownCgiIndex`). */
+  add(name: string, value: string, known: number): void;
 }
 
 /** PairList: collects the pairs decodeHeaders returns. */
@@ -334,7 +335,8 @@ export function decodeHeadersInto(block: Uint8Array, target: ScgiHeaderTarget): 
     if (nameEnd === pos) {
       bad('ERR_SCGI_EMPTY_NAME', `scgi: empty header name at offset ${pos} of the header block`);
     }
-    const name = knownCgiName(s, pos, nameEnd - pos) ?? s.slice(pos, nameEnd);
+    const known = knownCgiIndex(b, pos, nameEnd - pos);
+    const name = known >= 0 ? KNOWN_CGI_NAMES[known]! : s.slice(pos, nameEnd);
     if (nameEnd === n - 1) {
       bad(
         'ERR_SCGI_MISSING_VALUE',
@@ -360,7 +362,7 @@ export function decodeHeadersInto(block: Uint8Array, target: ScgiHeaderTarget): 
       }
       sawScgi = true;
     }
-    target.add(name, value);
+    target.add(name, value, known);
     pos = valEnd + 1;
   }
   if (!sawScgi) bad('ERR_SCGI_MISSING_SCGI', 'scgi: the SCGI header (value "1") is missing');

@@ -15,8 +15,9 @@ import {
   RequestEnvironOptions,
   RequestSignal,
   type ResponseHead,
+  type RunListener,
   type RunOptions,
-  runApp,
+  runAppThen,
   serializeCgiHead,
   serializeCgiResponse,
   type Transport,
@@ -164,10 +165,13 @@ export class ScgiConnection implements DeadlineEntry {
     this.framer = new NetstringFramer(options);
     this.sink = options.errors ?? createLogSink('info');
 
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
-    socket.on('error', this.onError);
-    socket.on('close', this.onClose);
+    // The listeners are functions shared by every connection, which find theirs through
+    // the socket: no closure per event per connection (SCGI makes a connection per request).
+    (socket as LinkedSocket)[kConnection] = this;
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
     // 'drain' is listened to once a write has to wait (most responses never do).
 
     const t = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
@@ -269,7 +273,8 @@ export class ScgiConnection implements DeadlineEntry {
     this.socket.destroy();
   }
 
-  private readonly onData = (chunk: Buffer) => {
+  /** @internal The socket's 'data' (onSocketData). */
+  onData_(chunk: Buffer): void {
     if (this.phase_ === 'idle') this.phase_ = 'header';
     if (this.phase_ === 'header') {
       let frame: ReturnType<NetstringFramer['push']>;
@@ -284,9 +289,10 @@ export class ScgiConnection implements DeadlineEntry {
     }
     if (this.body !== undefined) this.body.onData(chunk);
     // Otherwise: after an early error or the response, request bytes are discarded.
-  };
+  }
 
-  private readonly onEnd = () => {
+  /** @internal The socket's 'end' (onSocketEnd). */
+  onEnd_(): void {
     if (this.phase_ === 'idle' || this.phase_ === 'header') {
       try {
         this.framer.end();
@@ -301,15 +307,17 @@ export class ScgiConnection implements DeadlineEntry {
       return;
     }
     this.body?.onEnd();
-  };
+  }
 
-  private readonly onError = (e: Error) => {
+  /** @internal The socket's 'error' (onSocketError). */
+  onError_(e: Error): void {
     // A reset or broken pipe: the front server gave up. 'close' follows.
     this.sink(`scgi: connection error: ${e.message}`, 'debug');
     this.body?.onFailure(this.goneError());
-  };
+  }
 
-  private readonly onClose = () => {
+  /** @internal The socket's 'close' (onSocketClose). */
+  onClose_(): void {
     this.socketClosed = true;
     this.phase_ = 'closed';
     remove(this);
@@ -330,14 +338,15 @@ export class ScgiConnection implements DeadlineEntry {
     this.out0 = this.out1 = this.outMore = undefined;
     this.resolveClosed?.();
     this.checkDone();
-  };
+  }
 
-  private readonly onDrain = () => {
+  /** @internal The socket's 'drain' (onSocketDrain), listened to once a write had to wait. */
+  onDrain_(): void {
     this.needDrain = false;
     const waiters = this.drainWaiters;
     this.drainWaiters = undefined;
     if (waiters !== undefined) for (const w of waiters) w.resolve();
-  };
+  }
 
   private goneError(): Error {
     return new TsgiError(
@@ -374,35 +383,33 @@ export class ScgiConnection implements DeadlineEntry {
       return;
     }
     // Backpressure from here on: nothing more is read until the app asks for body bytes.
-    // Without a body there is nothing to hold back (and a pause would only be undone).
-    if (contentLength > 0) this.socket.pause();
-    this.body = new BodySource(this.socket, contentLength, rest);
+    // Without a body there is nothing to hold back (a pause would only be undone) and
+    // nothing to read: tsgi.input is empty, whatever follows the `,` is ignored.
+    if (contentLength > 0) {
+      this.socket.pause();
+      this.body = new BodySource(this.socket, contentLength, rest);
+    }
     let environ: ReturnType<typeof buildEnviron>;
     try {
       environ = buildEnviron(
         vars,
-        new RequestEnvironOptions(this.options, this.body, this.rsignal, this.sink),
+        new RequestEnvironOptions(this.options, this.body ?? null, this.rsignal, this.sink),
       );
     } catch (e) {
       // 400 (a bad CONTENT_LENGTH, ...) or 413 (maxBodyBytes): nothing was read yet.
-      this.body.discard();
+      this.body?.discard();
       this.reject(e, 'warn');
       return;
     }
     this.runSettled = false;
-    runApp(this.app, environ, new TransportBox(this), runOptionsFor(this.options, this.sink)).then(
-      () => {
-        this.runSettled = true;
-        this.checkDone();
-      },
-      (e: unknown) => {
-        // runApp never rejects; this is a last resort against a bug.
-        this.sink(`scgi: request failed: ${describe(e)}`, 'error');
-        this.reset();
-        this.runSettled = true;
-        this.checkDone();
-      },
-    );
+    const box = new TransportBox(this);
+    runAppThen(this.app, environ, box, runOptionsFor(this.options, this.sink), box);
+  }
+
+  /** @internal The run is over (TransportBox.runDone). */
+  runDone_(): void {
+    this.runSettled = true;
+    this.checkDone();
   }
 
   /** @internal The Transport's sendHead (TransportBox). */
@@ -455,14 +462,19 @@ export class ScgiConnection implements DeadlineEntry {
   private flushLater() {
     if (this.flushQueued) return;
     this.flushQueued = true;
-    // A job on a resolved promise: queueMicrotask would make an AsyncResource per call.
-    RESOLVED.then(this.flushSoon);
+    flushQueue.push(this);
+    if (flushQueue.length === 1) {
+      // One job on a resolved promise for every connection that gathered bytes in this
+      // job (queueMicrotask would make an AsyncResource per call).
+      RESOLVED.then(flushAll);
+    }
   }
 
-  private readonly flushSoon = () => {
+  /** @internal The end of the job that gathered bytes (flushAll). */
+  flushSoon_(): void {
     this.flushQueued = false;
     this.flush();
-  };
+  }
 
   /**
    * takeOut: what is gathered, emptied: one piece (the head with a small first chunk is
@@ -509,7 +521,7 @@ export class ScgiConnection implements DeadlineEntry {
     this.needDrain = true;
     if (this.drainListening) return;
     this.drainListening = true;
-    this.socket.on('drain', this.onDrain);
+    this.socket.on('drain', onSocketDrain);
   }
 
   private checkOpen() {
@@ -589,6 +601,34 @@ export class ScgiConnection implements DeadlineEntry {
   }
 }
 
+/** The socket's link to its connection, for the shared listeners below. */
+const kConnection = Symbol('tsgi.scgiConnection');
+type LinkedSocket = Duplex & { [kConnection]: ScgiConnection };
+
+function onSocketData(this: LinkedSocket, chunk: Buffer): void {
+  this[kConnection].onData_(chunk);
+}
+function onSocketEnd(this: LinkedSocket): void {
+  this[kConnection].onEnd_();
+}
+function onSocketError(this: LinkedSocket, e: Error): void {
+  this[kConnection].onError_(e);
+}
+function onSocketClose(this: LinkedSocket): void {
+  this[kConnection].onClose_();
+}
+function onSocketDrain(this: LinkedSocket): void {
+  this[kConnection].onDrain_();
+}
+
+/** Connections with bytes gathered in the current job, flushed at its end (flushAll). */
+let flushQueue: ScgiConnection[] = [];
+function flushAll(): void {
+  const q = flushQueue;
+  flushQueue = [];
+  for (let i = 0; i < q.length; i++) q[i]!.flushSoon_();
+}
+
 /**
  * LiveConnections: a server's open connections, linked through the connections
  * themselves: adding and removing allocate nothing and hash nothing. (A Set that adds and
@@ -630,9 +670,15 @@ export class LiveConnections {
   }
 }
 
-/** TransportBox: the request's Transport over its connection (a class: no literal per request). */
-class TransportBox implements Transport {
+/**
+ * TransportBox: the request's Transport over its connection, and the listener runAppThen
+ * tells when the run is over (a class: no literal per request).
+ */
+class TransportBox implements Transport, RunListener {
   constructor(private readonly c: ScgiConnection) {}
+  runDone(): void {
+    this.c.runDone_();
+  }
   sendHead(head: ResponseHead): void {
     this.c.sendHead_(head);
   }
@@ -649,13 +695,19 @@ class TransportBox implements Transport {
 
 /** runApp's options, made once per connection options object (serveScgi shares one) and sink. */
 const runOptionsCache = new WeakMap<ScgiConnectionOptions, RunOptions>();
+let lastRunOptions: RunOptions | undefined;
+let lastOptions: ScgiConnectionOptions | undefined;
 function runOptionsFor(o: ScgiConnectionOptions, log: ErrorSink): RunOptions {
+  // The last one first: a server passes the same options to every connection.
+  if (o === lastOptions && lastRunOptions!.log === log) return lastRunOptions!;
   let r = runOptionsCache.get(o);
   if (r === undefined || r.log !== log) {
     // CGI-style backends send the HEAD body; the front server strips it (SPEC rule 8.2).
     r = { mapHeadToGet: o.mapHeadToGet, headBody: 'send', log };
     runOptionsCache.set(o, r);
   }
+  lastOptions = o;
+  lastRunOptions = r;
   return r;
 }
 
