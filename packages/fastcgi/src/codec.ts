@@ -11,7 +11,14 @@
 // (params decoded as UTF-8, PARAMS split across records corrupted, unknown record types
 // crash the process, a quadratic parser).
 import { Buffer } from 'node:buffer';
-import { isLatin1, knownCgiName, latin1Decode, TsgiError } from '@tsgi/core';
+import {
+  isLatin1,
+  KNOWN_CGI_NAMES,
+  knownCgiIndex,
+  knownCgiName,
+  latin1Decode,
+  TsgiError,
+} from '@tsgi/core';
 
 // ---------------------------------------------------------------------------------------
 // Constants (S8, "Types and Constants"; the names are fastcgi.h's)
@@ -383,7 +390,8 @@ const VALUE = 3;
 
 /** ParamTarget: where `ParamsDecoder.pushTextInto` puts each pair (the core's CgiVars has this `add`). */
 export interface ParamTarget<V> {
-  add(name: string, value: V): void;
+  /** `known`: the name's index in the core's KNOWN_CGI_NAMES when it is one (`knownCgiIndex`). */
+  add(name: string, value: V, known?: number): void;
 }
 
 /** PairList: collects the pairs `push` and `pushText` return. */
@@ -506,12 +514,16 @@ export class ParamsDecoder {
         this.valueLength = valueLength;
         this.checkPair(base + q);
         if (n - q < nameLength + valueLength) break;
+        // The name is looked up in the bytes; its index lets CgiVars skip its checks.
+        const known = knownCgiIndex(content, q, nameLength);
         const name =
-          nameLength === 0
-            ? ''
-            : (knownCgiName(str, q, nameLength) ?? str.slice(q, q + nameLength));
+          known >= 0
+            ? KNOWN_CGI_NAMES[known]!
+            : nameLength === 0
+              ? ''
+              : str.slice(q, q + nameLength);
         q += nameLength;
-        out.add(name, valueLength === 0 ? '' : str.slice(q, q + valueLength));
+        out.add(name, valueLength === 0 ? '' : str.slice(q, q + valueLength), known);
         this.pairs++;
         p = q + valueLength;
       }
